@@ -1,0 +1,43 @@
+--[[
+  Read one snapshot of one region consistently, in one call: its id, timestamp and payload.
+  Read-only.
+
+  Input:
+    KEYS[1] latest key   string: bare id of the region's newest snapshot
+    KEYS[2] index key    sorted set: member id, score timestamp
+
+    ARGV[1] by-id key prefix  the by-id key of snapshot X is ARGV[1] .. X .. ARGV[2]
+    ARGV[2] by-id key suffix
+    ARGV[3] cutoff            now - retention, ms (integer): scores <= cutoff are outside the window
+    ARGV[4] id                the snapshot to read, or "" for the latest
+
+  The by-id key is derived here from an id read here, so it cannot be declared in KEYS; under
+  the cluster key schema it carries the region's hash tag and so lives in the same slot.
+
+  Output: nil when there is no such snapshot inside the window, else
+    { id, timestamp (integer), payload (JSON text) }
+  For the latest: when latest is missing or names a snapshot that is gone (drift left by the
+  legacy pipeline), the newest indexed snapshot that still has its payload.
+]]
+
+local latestKey, indexKey = KEYS[1], KEYS[2]
+local prefix, suffix, cutoff, wanted = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+
+local function read(id)
+  local score = redis.call('ZSCORE', indexKey, id)
+  if not score or tonumber(score) <= cutoff then return nil end
+  local payload = redis.call('GET', prefix .. id .. suffix)
+  if not payload then return nil end
+  return { id, tonumber(score), payload }
+end
+
+if wanted ~= '' then return read(wanted) end
+
+local latest = redis.call('GET', latestKey)
+local found = latest and read(latest)
+if found then return found end
+for _, id in ipairs(redis.call('ZREVRANGEBYSCORE', indexKey, '+inf', '(' .. ARGV[3])) do
+  found = read(id)
+  if found then return found end
+end
+return nil

@@ -1,0 +1,86 @@
+/**
+ * Every error this library throws or returns is a SnapshotError. Messages name what is wrong and
+ * never carry a payload, Lua source, a token or a client's own copy of the command.
+ */
+export class SnapshotError extends Error {
+  override name = 'SnapshotError';
+  constructor(
+    /** Stable, machine-readable. */
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Bad input, rejected before any request is sent. */
+export class ValidationError extends SnapshotError {
+  override name = 'ValidationError';
+  constructor(
+    /** The argument at fault, e.g. `region`, `payload`, `options.retentionMs`. */
+    readonly field: string,
+    reason: string,
+  ) {
+    super('INVALID_INPUT', `${field}: ${reason}`);
+  }
+}
+
+/** persist.lua refused the call before its first write; the keyspace is unchanged. */
+export class ScriptRefusedError extends SnapshotError {
+  override name = 'ScriptRefusedError';
+}
+
+/** Redis or the network failed; `transient` errors were retried until the retry budget ran out. */
+export class RedisError extends SnapshotError {
+  override name = 'RedisError';
+  constructor(
+    code: string,
+    message: string,
+    readonly transient: boolean,
+  ) {
+    super(code, message);
+  }
+}
+
+/** The one mapping from persist.lua's error replies (`SNAPSHOT_<CODE> <detail>`) to errors. */
+const scriptErrors: Record<string, (detail: string) => string> = {
+  ARGS: (detail) => `persist.lua rejected argument ${detail} (a bug in this library: please report it)`,
+  WRONGTYPE: (detail) => `the ${detail} key exists with a type persist.lua does not write; nothing was written`,
+  CONFLICT: () => 'this snapshot id is already stored with another timestamp; nothing was written',
+};
+
+const transientReplies = new Set(['LOADING', 'BUSY', 'TRYAGAIN', 'CLUSTERDOWN', 'MASTERDOWN', 'READONLY']);
+const transientSocketCodes = new Set(['ECONNRESET', 'ECONNREFUSED', 'ECONNABORTED', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN', 'ENOTFOUND', 'UND_ERR_SOCKET']);
+
+/** Text of an error reply up to where clients start quoting the command back. */
+function replyText(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message.split(/, command was:|\n/)[0]!.slice(0, 200);
+}
+
+/** True when the server answered that it has no script with this SHA (text differs by version). */
+export function isNoScript(error: unknown): boolean {
+  return /^(?:Command failed: )?NOSCRIPT/.test(replyText(error));
+}
+
+/**
+ * Turns whatever a client threw or returned into a SnapshotError with a clean message. `cause`
+ * is deliberately dropped: ioredis and @upstash/redis attach the full command (payload, script).
+ */
+export function toSnapshotError(error: unknown): SnapshotError {
+  if (error instanceof SnapshotError) return error;
+  const text = replyText(error).replace(/^(?:Command failed: |ERR )/, '');
+  const script = /^SNAPSHOT_([A-Z]+) (\S+)/.exec(text);
+  if (script) {
+    const describe = scriptErrors[script[1]!];
+    if (describe) return new ScriptRefusedError(`SCRIPT_${script[1]}`, describe(script[2]!));
+  }
+  const word = /^[A-Z]+(?= |$)/.exec(text)?.[0];
+  if (word && transientReplies.has(word)) return new RedisError(word, text, true);
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && transientSocketCodes.has(code)) return new RedisError(code, text, true);
+  if (/Connection is closed|Command timed out|fetch failed|socket hang up|Stream isn't writeable/i.test(text)) {
+    return new RedisError('CONNECTION', text, true);
+  }
+  return new RedisError(word ?? 'REDIS', text, false);
+}

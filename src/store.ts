@@ -1,0 +1,218 @@
+import type { Cluster, Redis as IoRedis } from 'ioredis';
+import type { Redis as UpstashRedis } from '@upstash/redis';
+import { connect } from './clients/index.js';
+import type { Outcome } from './connection.js';
+import { RedisError, ValidationError, toSnapshotError } from './errors.js';
+import { byIdTemplate, resolveKeySchema, type KeySchema, type KeySchemaName } from './keys.js';
+import { persistLua, readLua } from './lua.generated.js';
+import { resolveRetry, type RetryPolicy } from './retry.js';
+import { Script, type ScriptCall } from './script.js';
+import { checkId, checkInteger, checkName, validateSnapshot, type SnapshotInput, type ValidSnapshot } from './validate.js';
+
+export type LatestPolicy = 'monotonic' | 'always';
+
+export interface SnapshotStoreOptions {
+  /** An ioredis `Redis` or `Cluster`, or an `@upstash/redis` `Redis`. The caller owns it. */
+  client: IoRedis | Cluster | UpstashRedis;
+  /** Key names: a built-in schema or your own, and a prefix for every key. */
+  keys?: { schema?: KeySchemaName | KeySchema; prefix?: string };
+  /** How long a snapshot stays readable and indexed after its timestamp. Default 90 days. */
+  retentionMs?: number;
+  /** One snapshot per trigger per window; `false` disables the claim. Default 15 min / 15 min. */
+  dedup?: false | { windowMs?: number; ttlMs?: number };
+  /** `monotonic` (default): latest only moves to a newer (timestamp, id). `always`: legacy. */
+  latest?: LatestPolicy;
+  /** Payloads larger than this (UTF-8 bytes) are rejected before sending. Default 8 MiB. */
+  maxPayloadBytes?: number;
+  /** Retries of transient failures; `false` for none. Default 5 retries, 50 ms to 2 s. */
+  retry?: false | Partial<RetryPolicy>;
+}
+
+export type PersistStatus = 'persisted' | 'replayed' | 'duplicate' | 'expired';
+
+export interface PersistResult {
+  /** `replayed`: already stored (a retry); `duplicate`: another snapshot holds the dedup bucket. */
+  status: PersistStatus;
+  /** Whether `latest` now names this snapshot because of this call. */
+  latestAdvanced: boolean;
+  /** Index members that fell out of the retention window and were removed. */
+  pruned: number;
+}
+
+export interface StoredSnapshot {
+  id: string;
+  timestamp: number;
+  payload: unknown;
+}
+
+export interface ListOptions {
+  /** Oldest timestamp to include (ms). */
+  since?: number;
+  /** Newest timestamp to include (ms). */
+  until?: number;
+  limit?: number;
+  now?: number;
+}
+
+/** Clock override, for backfills and tests. Default `Date.now()`. */
+export interface At {
+  now?: number;
+}
+
+export interface SnapshotStore {
+  persist(snapshot: SnapshotInput, at?: At): Promise<PersistResult>;
+  /** All in one round trip; each snapshot atomic on its own; settled one by one. */
+  persistMany(snapshots: readonly SnapshotInput[], at?: At): Promise<PromiseSettledResult<PersistResult>[]>;
+  readLatest(region: string, at?: At): Promise<StoredSnapshot | null>;
+  /** The latest of several regions in one round trip. */
+  readLatestMany(regions: readonly string[], at?: At): Promise<Array<StoredSnapshot | null>>;
+  readById(region: string, id: string, at?: At): Promise<StoredSnapshot | null>;
+  /** Ids and timestamps inside the retention window, newest first. */
+  list(region: string, options?: ListOptions): Promise<Array<{ id: string; timestamp: number }>>;
+}
+
+const DAY_MS = 86_400_000;
+const statuses: Record<number, PersistStatus> = { 1: 'persisted', 2: 'replayed', 3: 'duplicate', 4: 'expired' };
+const persistScript = new Script(persistLua.text, persistLua.sha);
+const readScript = new Script(readLua.text, readLua.sha);
+
+function badReply(): never {
+  throw new RedisError('BAD_REPLY', 'unexpected reply shape from the server', false);
+}
+
+function decodePersist(value: unknown): PersistResult {
+  if (!Array.isArray(value) || value.length !== 3) badReply();
+  const status = statuses[Number(value[0])];
+  if (!status) badReply();
+  return { status, latestAdvanced: Number(value[1]) === 1, pruned: Number(value[2]) };
+}
+
+/**
+ * read.lua's reply. A client that JSON-parses strings (@upstash/redis by default) hands the id
+ * over as a number, boolean or null when it reads like one, and the payload as an object or
+ * array: String() restores the first exactly, and a payload is never a bare JSON string.
+ */
+function decodeRead(value: unknown): StoredSnapshot | null {
+  if (value === null) return null;
+  if (!Array.isArray(value) || value.length !== 3) badReply();
+  const [id, timestamp, payload] = value;
+  return { id: String(id), timestamp: Number(timestamp), payload: typeof payload === 'string' ? JSON.parse(payload) : payload };
+}
+
+function unwrap(outcome: Outcome): unknown {
+  if (!outcome.ok) throw outcome.error;
+  return outcome.value;
+}
+
+export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStore {
+  if (typeof options !== 'object' || options === null) throw new ValidationError('options', 'expected an object');
+  const { connection, cluster } = connect(options.client);
+  const keyOptions = options.keys ?? {};
+  if (cluster && (keyOptions.schema ?? 'worldmonitor-v1') === 'worldmonitor-v1') {
+    throw new ValidationError('options.keys.schema', "'worldmonitor-v1' keys span hash slots (the by-id key has no region): use 'cluster' with a Cluster client");
+  }
+  const schema = resolveKeySchema(keyOptions.schema, keyOptions.prefix);
+  const retentionMs = checkInteger('options.retentionMs', options.retentionMs ?? 90 * DAY_MS, 1);
+  const dedup = options.dedup === false ? false : {
+    windowMs: checkInteger('options.dedup.windowMs', options.dedup?.windowMs ?? 900_000, 1),
+    ttlMs: checkInteger('options.dedup.ttlMs', options.dedup?.ttlMs ?? 900_000, 1),
+  };
+  const latest = options.latest ?? 'monotonic';
+  if (latest !== 'monotonic' && latest !== 'always') throw new ValidationError('options.latest', "expected 'monotonic' or 'always'");
+  const maxPayloadBytes = checkInteger('options.maxPayloadBytes', options.maxPayloadBytes ?? 8 * 1024 * 1024, 2);
+  const retry: RetryPolicy = resolveRetry(options.retry);
+
+  const clock = (at: At | undefined) => checkInteger('now', at?.now ?? Date.now(), 0);
+
+  function persistCall(s: ValidSnapshot, now: number): ScriptCall {
+    const keys = [
+      schema.timestamp(s.region, s.timestamp),
+      schema.byId(s.region, s.id),
+      schema.latest(s.region),
+      schema.index(s.region),
+      schema.live(s.region),
+    ];
+    if (dedup && s.trigger !== undefined) keys.push(schema.dedup(s.region, s.trigger, Math.floor(s.timestamp / dedup.windowMs)));
+    const args = [
+      s.payloadText,
+      s.id,
+      String(s.timestamp),
+      String(s.timestamp + retentionMs),
+      String(now - retentionMs),
+      String(retentionMs),
+      String(dedup ? dedup.ttlMs : 0),
+      latest,
+    ];
+    return { keys, args };
+  }
+
+  function readCall(region: string, id: string, now: number): ScriptCall {
+    const [before, after] = byIdTemplate(schema, region);
+    return { keys: [schema.latest(region), schema.index(region)], args: [before, after, String(now - retentionMs), id] };
+  }
+
+  async function persistMany(snapshots: readonly SnapshotInput[], at?: At): Promise<PromiseSettledResult<PersistResult>[]> {
+    if (!Array.isArray(snapshots)) throw new ValidationError('snapshots', 'expected an array');
+    const now = clock(at);
+    const settled: PromiseSettledResult<PersistResult>[] = new Array(snapshots.length);
+    const calls: ScriptCall[] = [];
+    const slots: number[] = [];
+    snapshots.forEach((snapshot, i) => {
+      try {
+        calls.push(persistCall(validateSnapshot(snapshot, { now, maxPayloadBytes }), now));
+        slots.push(i);
+      } catch (reason) {
+        settled[i] = { status: 'rejected', reason };
+      }
+    });
+    const outcomes = calls.length > 0 ? await persistScript.runMany(connection, calls, retry) : [];
+    outcomes.forEach((outcome, j) => {
+      try {
+        settled[slots[j]!] = { status: 'fulfilled', value: decodePersist(unwrap(outcome)) };
+      } catch (reason) {
+        settled[slots[j]!] = { status: 'rejected', reason };
+      }
+    });
+    return settled;
+  }
+
+  async function readMany(calls: ScriptCall[]): Promise<Array<StoredSnapshot | null>> {
+    const outcomes = await readScript.runMany(connection, calls, retry);
+    return outcomes.map((outcome) => decodeRead(unwrap(outcome)));
+  }
+
+  return {
+    async persist(snapshot, at) {
+      const now = clock(at);
+      const call = persistCall(validateSnapshot(snapshot, { now, maxPayloadBytes }), now);
+      const [outcome] = await persistScript.runMany(connection, [call], retry);
+      return decodePersist(unwrap(outcome!));
+    },
+    persistMany,
+    async readLatest(region, at) {
+      const [found] = await readMany([readCall(checkName('region', region), '', clock(at))]);
+      return found!;
+    },
+    async readLatestMany(regions, at) {
+      if (!Array.isArray(regions)) throw new ValidationError('regions', 'expected an array');
+      const now = clock(at);
+      const calls = regions.map((region, i) => readCall(checkName(`regions[${i}]`, region), '', now));
+      return calls.length > 0 ? readMany(calls) : [];
+    },
+    async readById(region, id, at) {
+      const [found] = await readMany([readCall(checkName('region', region), checkId('id', id), clock(at))]);
+      return found!;
+    },
+    async list(region, options = {}) {
+      checkName('region', region);
+      const cutoff = clock(options) - retentionMs;
+      const since = checkInteger('options.since', options.since ?? 0, 0);
+      const until = checkInteger('options.until', options.until ?? Number.MAX_SAFE_INTEGER, 0);
+      const limit = options.limit === undefined ? -1 : checkInteger('options.limit', options.limit, 1);
+      const members = await connection.rangeByScoreDesc(schema.index(region), Math.max(since, cutoff + 1), until, limit).catch((error: unknown) => {
+        throw toSnapshotError(error);
+      });
+      return members.map(({ member, score }) => ({ id: member, timestamp: score }));
+    },
+  };
+}

@@ -1,0 +1,102 @@
+import { ValidationError } from './errors.js';
+
+/** A snapshot as callers hand it to `persist`. */
+export interface SnapshotInput {
+  /** `^[a-z0-9][a-z0-9_-]*$`, at most 64 characters. */
+  region: string;
+  /** `^[A-Za-z0-9][A-Za-z0-9._-]*$`, at most 128 characters. */
+  id: string;
+  /** Generation time, ms since the epoch. */
+  timestamp: number;
+  /** A JSON object or array, or its JSON text (stored verbatim). */
+  payload: unknown;
+  /** Why it was generated, e.g. `scheduled_6h`; names the dedup bucket. Same rule as region. */
+  trigger?: string;
+}
+
+/** A snapshot that passed validation, payload serialised. */
+export interface ValidSnapshot {
+  region: string;
+  id: string;
+  timestamp: number;
+  payloadText: string;
+  trigger: string | undefined;
+}
+
+const NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+const DAY_MS = 86_400_000;
+
+export function checkName(field: string, value: unknown): string {
+  if (typeof value !== 'string' || !NAME.test(value)) {
+    throw new ValidationError(field, 'expected 1-64 characters of a-z, 0-9, _ and -, starting with a letter or digit');
+  }
+  return value;
+}
+
+export function checkId(field: string, value: unknown): string {
+  if (typeof value !== 'string' || !ID.test(value)) {
+    throw new ValidationError(field, 'expected 1-128 characters of A-Z, a-z, 0-9, ., _ and -, starting with a letter or digit');
+  }
+  return value;
+}
+
+export function checkInteger(field: string, value: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
+    throw new ValidationError(field, `expected an integer from ${min} to ${max}`);
+  }
+  return value;
+}
+
+/** UTF-8 length of a string without encoding it; stops counting once past `limit`. */
+function utf8Length(text: string, limit: number): number {
+  let bytes = 0;
+  for (let i = 0; i < text.length && bytes <= limit; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x80) bytes += 1;
+    else if (c < 0x800) bytes += 2;
+    else if (c >= 0xd800 && c <= 0xdbff) { bytes += 4; i++; } // a surrogate pair
+    else bytes += 3;
+  }
+  return bytes;
+}
+
+/** JSON text of the payload: verbatim when it already is JSON text, else serialised once. */
+function payloadText(payload: unknown, maxBytes: number): string {
+  let text: string | undefined;
+  if (typeof payload === 'string') {
+    try {
+      JSON.parse(payload);
+    } catch {
+      throw new ValidationError('payload', 'a string payload must be JSON text');
+    }
+    text = payload;
+  } else {
+    try {
+      text = JSON.stringify(payload);
+    } catch (error) {
+      // Cycles and BigInt; the message names the culprit's type, never its contents.
+      throw new ValidationError('payload', `not serialisable to JSON (${(error as Error).message.split('\n')[0]})`);
+    }
+  }
+  // Readers must get back what they can tell apart from a string reply: an object or an array.
+  if (text === undefined || !/^\s*[{[]/.test(text)) {
+    throw new ValidationError('payload', 'expected a JSON object or array');
+  }
+  if (text.length > maxBytes || (text.length * 3 > maxBytes && utf8Length(text, maxBytes) > maxBytes)) {
+    throw new ValidationError('payload', `larger than maxPayloadBytes (${maxBytes} bytes)`);
+  }
+  return text;
+}
+
+/** Validates one snapshot for a store; throws ValidationError naming the first fault. */
+export function validateSnapshot(input: unknown, limits: { now: number; maxPayloadBytes: number }): ValidSnapshot {
+  if (typeof input !== 'object' || input === null) throw new ValidationError('snapshot', 'expected an object');
+  const s = input as Partial<SnapshotInput>;
+  const region = checkName('region', s.region);
+  const id = checkId('id', s.id);
+  const timestamp = checkInteger('timestamp', s.timestamp, 0);
+  if (timestamp > limits.now + DAY_MS) throw new ValidationError('timestamp', 'more than a day in the future (expected ms since the epoch)');
+  const trigger = s.trigger === undefined ? undefined : checkName('trigger', s.trigger);
+  return { region, id, timestamp, trigger, payloadText: payloadText(s.payload, limits.maxPayloadBytes) };
+}
