@@ -8,6 +8,8 @@ process.env.TESTCONTAINERS_RYUK_DISABLED ??= 'true';
 
 /** The image test/support/bootstrap.sh prepared (npm test passes it on). */
 export const redisImage = process.env.REDIS_IMAGE ?? 'redis:7.0';
+/** The server binary inside that image: `valkey-server` for Valkey images (the matrix sets it). */
+export const redisServerBin = process.env.REDIS_SERVER_BIN ?? 'redis-server';
 
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -34,7 +36,7 @@ export async function startRedis(args: string[] = []): Promise<RedisServer> {
   const port = await freePort();
   const container = await new GenericContainer(redisImage)
     .withNetworkMode('host')
-    .withCommand(['redis-server', '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...args])
+    .withCommand([redisServerBin, '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...args])
     .withWaitStrategy(Wait.forLogMessage('Ready to accept connections'))
     .start();
   const clients: Redis[] = [];
