@@ -1,0 +1,44 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { RedisError, ScriptRefusedError, isNoScript, toSnapshotError } from '../../src/errors.js';
+
+const reply = (message: string, extra: object = {}) => Object.assign(new Error(message), extra);
+
+test('persist.lua error replies map to ScriptRefusedError codes', () => {
+  const e = toSnapshotError(reply('SNAPSHOT_WRONGTYPE index'));
+  assert.instance(e, ScriptRefusedError);
+  assert.is(e.code, 'SCRIPT_WRONGTYPE');
+  assert.match(e.message, /the index key/);
+  assert.is(toSnapshotError(reply('ERR SNAPSHOT_CONFLICT index')).code, 'SCRIPT_CONFLICT');
+});
+
+test('NOSCRIPT is matched by prefix only', () => {
+  assert.ok(isNoScript(reply('NOSCRIPT No matching script. Please use EVAL.')));
+  assert.ok(isNoScript(reply('NOSCRIPT No matching script')));
+  assert.ok(isNoScript('Command failed: NOSCRIPT whatever'));
+  assert.not.ok(isNoScript(reply('ERR NOSCRIPT-like')));
+});
+
+test('transient replies and socket errors are retryable; others are not', () => {
+  for (const text of ['LOADING Redis is loading the dataset in memory', 'BUSY Redis is busy running a script.', 'TRYAGAIN Multiple keys request during rehashing of slot', 'CLUSTERDOWN The cluster is down']) {
+    const e = toSnapshotError(reply(text));
+    assert.instance(e, RedisError);
+    assert.ok((e as RedisError).transient, text);
+  }
+  assert.ok((toSnapshotError(reply('connect ECONNREFUSED 127.0.0.1:1', { code: 'ECONNREFUSED' })) as RedisError).transient);
+  assert.ok((toSnapshotError(reply('Connection is closed.')) as RedisError).transient);
+  const oom = toSnapshotError(reply("OOM command not allowed when used memory > 'maxmemory'."));
+  assert.is(oom.code, 'OOM');
+  assert.is((oom as RedisError).transient, false);
+  assert.is(toSnapshotError(reply('BUSYKEY Target key name already exists.')).code, 'BUSYKEY');
+});
+
+test('messages never carry the command a client quotes back', () => {
+  const secret = '{"payload":"s3cret"} local x = redis.call';
+  const e = toSnapshotError(reply(`ERR something, command was: ["evalsha","abc","${secret}"]`, { command: { args: [secret] } }));
+  assert.not.ok(e.message.includes('s3cret'));
+  assert.not.ok(JSON.stringify(e).includes('s3cret'));
+  assert.is(e.cause, undefined);
+});
+
+test.run();
