@@ -1,0 +1,93 @@
+import type { Redis } from 'ioredis';
+import { createSnapshotStore, type SnapshotStoreOptions } from '../src/index.js';
+import { keySchemas, resolveKeySchema } from '../src/keys.js';
+import { legacyPersist, legacyPipeline } from '../test/support/legacy.js';
+
+/** One persist's input. Every field is unique per persist, so nothing is a replay or a duplicate. */
+export interface BenchSnapshot {
+  region: string;
+  id: string;
+  timestamp: number;
+  trigger: string;
+  payload: string;
+}
+
+export const RETENTION_MS = 7_776_000_000;
+const legacyKeys = keySchemas['worldmonitor-v1'];
+
+/**
+ * One way of persisting a snapshot. To measure a new one (a transfer mode, a key layout), add
+ * one object to `strategies`.
+ */
+export interface Strategy {
+  readonly name: string;
+  /** This module's persist: DESIGN.md's targets apply to it. */
+  readonly module: boolean;
+  /**
+   * The commands the client sends at top level, whose `INFO commandstats` usec is the server
+   * time. Redis 7 adds a command's nested calls (a transaction's commands, a script's
+   * redis.call) to its own usec and also counts them under their own names: listing only
+   * top-level commands counts each microsecond once.
+   */
+  readonly serverCommands: readonly string[];
+  /** A persist function bound to a client. */
+  bind(client: Redis): (s: BenchSnapshot) => Promise<unknown>;
+  /** The keys that hold one snapshot (not the region's shared latest/index/live keys). */
+  snapshotKeys(s: BenchSnapshot): string[];
+}
+
+const dedupBucket = (s: BenchSnapshot) => Math.floor(s.timestamp / 900_000);
+
+/** The keys the legacy seeder creates per snapshot: the payload twice and the dedup claim. */
+const legacySnapshotKeys = (s: BenchSnapshot) => [
+  legacyKeys.timestamp(s.region, s.timestamp),
+  legacyKeys.byId(s.region, s.id),
+  legacyKeys.dedup(s.region, s.trigger, dedupBucket(s)),
+];
+
+export const legacy: Strategy = {
+  name: 'legacy pipeline',
+  module: false,
+  serverCommands: ['set', 'zadd', 'zremrangebyscore', 'del'],
+  bind: (client) => (s) => legacyPersist(client, s),
+  snapshotKeys: legacySnapshotKeys,
+};
+
+export const multiExec: Strategy = {
+  name: 'MULTI/EXEC',
+  module: false,
+  // EXEC's usec includes the commands it ran; MULTI is the transaction's other top-level command.
+  serverCommands: ['multi', 'exec'],
+  bind: (client) => (s) => {
+    // The legacy six writes, queued on a transaction that opens with the dedup claim.
+    const transaction = () => client.multi().set(legacyKeys.dedup(s.region, s.trigger, dedupBucket(s)), s.id, 'EX', 900, 'NX');
+    return legacyPipeline({ pipeline: transaction } as unknown as Redis, s).exec();
+  },
+  snapshotKeys: legacySnapshotKeys,
+};
+
+/** This module's persist with the given store options. */
+export function moduleStrategy(name: string, options: Omit<SnapshotStoreOptions, 'client'> = {}): Strategy {
+  const schema = resolveKeySchema(options.keys?.schema, options.keys?.prefix);
+  return {
+    name,
+    module: true,
+    serverCommands: ['evalsha', 'eval'],
+    bind(client) {
+      const store = createSnapshotStore({ ...options, client, retentionMs: RETENTION_MS });
+      return (s) => store.persist(s);
+    },
+    snapshotKeys: (s) => [schema.timestamp(s.region, s.timestamp), schema.byId(s.region, s.id), schema.dedup(s.region, s.trigger, dedupBucket(s))],
+  };
+}
+
+export const floor: Strategy = {
+  name: 'floor: one SET',
+  module: false,
+  serverCommands: ['set'],
+  bind: (client) => (s) => client.set(legacyKeys.byId(s.region, s.id), s.payload, 'PXAT', s.timestamp + RETENTION_MS),
+  snapshotKeys: (s) => [legacyKeys.byId(s.region, s.id)],
+};
+
+/** In table order. The first is the baseline of every "x legacy" ratio; `floor` the other. */
+export const strategies: readonly Strategy[] = [legacy, multiExec, moduleStrategy('persist (ARGV)'), floor];
