@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { BenchSnapshot, Strategy } from './strategies.js';
 
-const REGIONS = ['mena', 'east-asia', 'europe', 'north-america', 'south-asia', 'latam', 'sub-saharan-africa', 'global'];
+export const REGIONS = ['mena', 'east-asia', 'europe', 'north-america', 'south-asia', 'latam', 'sub-saharan-africa', 'global'];
 
 /** Snapshots unique in id, timestamp (1 ms apart, starting an hour ago) and dedup bucket. */
 export class SnapshotSource {
@@ -18,8 +18,6 @@ export class SnapshotSource {
     return REGIONS.map((region) => this.next(payload, region));
   }
 }
-
-export { REGIONS };
 
 export interface BatchResult {
   persistsPerSec: number;
@@ -55,15 +53,16 @@ async function commandUsec(control: Redis, commands: readonly string[]): Promise
  * `control` is a separate connection for FLUSHALL, stats and MEMORY USAGE, none of which is
  * among a strategy's server commands.
  */
-export async function runBatch(
-  strategy: Strategy,
-  persist: (s: BenchSnapshot) => Promise<unknown>,
-  control: Redis,
-  source: SnapshotSource,
-  payload: string,
-  count: number,
-  inflight: number,
-): Promise<BatchResult> {
+export async function runBatch(batch: {
+  strategy: Strategy;
+  persist: (s: BenchSnapshot) => Promise<unknown>;
+  control: Redis;
+  source: SnapshotSource;
+  payload: string;
+  count: number;
+  inflight: number;
+}): Promise<BatchResult> {
+  const { strategy, persist, control, source, payload, count, inflight } = batch;
   await control.flushall();
   await control.config('RESETSTAT');
   const latencies: number[] = [];

@@ -58,7 +58,7 @@ try {
         for (let k = 0; k < strategies.length; k++) {
           const i = (k + round) % strategies.length;
           const strategy = strategies[i]!;
-          const result = await runBatch(strategy, bound[i]!.direct, control, source, payloads.get(size)!, count, inflight);
+          const result = await runBatch({ strategy, persist: bound[i]!.direct, control, source, payload: payloads.get(size)!, count, inflight });
           if (round === 0) continue;
           const key = `${strategy.name}|${size}|${inflight}`;
           samples.set(key, [...(samples.get(key) ?? []), result]);
@@ -69,7 +69,7 @@ try {
   }
   await control.flushall();
 
-  const latency = await latencyScenario(redis.port, source, payloads.get(32 * KB)!, latencyReps);
+  const latency = await latencyScenario(redis, source, payloads.get(32 * KB)!, latencyReps);
   const version = /^redis_version:(.+)$/m.exec(await control.info('server'))?.[1]?.trim() ?? 'unknown';
   const of = (key: string, metric: keyof BatchResult) => median(samples.get(key)!.map((r) => r[metric]));
 
@@ -104,7 +104,7 @@ try {
         };
       }),
     ),
-    latency: { rttMs: 2 * DELAY_MS, payloadBytes: 32 * KB, tcp: latency },
+    latency: { rttMs: 2 * DELAY_MS, payloadBytes: 32 * KB, cases: latency },
   };
   results.durationS = Math.round((performance.now() - began) / 1000);
   writeReport(results);
