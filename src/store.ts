@@ -1,3 +1,4 @@
+import calculateSlot from 'cluster-key-slot';
 import type { Cluster, Redis as IoRedis } from 'ioredis';
 import type { Redis as UpstashRedis } from '@upstash/redis';
 import { connect } from './clients/index.js';
@@ -99,6 +100,13 @@ function decodeRead(value: unknown): StoredSnapshot | null {
   return { id: String(id), timestamp: Number(timestamp), payload: typeof payload === 'string' ? JSON.parse(payload) : payload };
 }
 
+/** Redis Cluster runs a script only if all its keys share a hash slot; a custom schema may not. */
+function checkOneSlot(keys: readonly string[]): void {
+  if (calculateSlot.generateMulti([...keys]) < 0) {
+    throw new ValidationError('options.keys.schema', `keys ${keys.join(', ')} hash to different slots (Redis Cluster would answer CROSSSLOT): put the region in a hash tag {region} in every key`);
+  }
+}
+
 function unwrap(outcome: Outcome): unknown {
   if (!outcome.ok) throw outcome.error;
   return outcome.value;
@@ -143,12 +151,16 @@ export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStor
       String(dedup ? dedup.ttlMs : 0),
       latest,
     ];
+    if (cluster) checkOneSlot(keys);
     return { keys, args };
   }
 
   function readCall(region: string, id: string, now: number): ScriptCall {
     const [before, after] = byIdTemplate(schema, region);
-    return { keys: [schema.latest(region), schema.index(region)], args: [before, after, String(now - retentionMs), id] };
+    const keys = [schema.latest(region), schema.index(region)];
+    // read.lua also reads the by-id key it derives: it must share the slot too.
+    if (cluster) checkOneSlot([...keys, before + id + after]);
+    return { keys, args: [before, after, String(now - retentionMs), id] };
   }
 
   async function persistMany(snapshots: readonly SnapshotInput[], at?: At): Promise<PromiseSettledResult<PersistResult>[]> {

@@ -1,35 +1,63 @@
+import calculateSlot from 'cluster-key-slot';
 import type { Cluster, Redis } from 'ioredis';
-import { pairs, type Connection, type Outcome } from '../connection.js';
+import { pairs, type Connection, type Outcome, type ScriptCommand } from '../connection.js';
 
 export function isIoredis(client: unknown): client is Redis | Cluster {
   const c = client as Partial<Redis> | null;
   return typeof c === 'object' && c !== null && typeof c.isCluster === 'boolean' && typeof c.pipeline === 'function' && typeof c.call === 'function';
 }
 
-const settle = (promise: Promise<unknown>): Promise<Outcome> =>
-  promise.then((value) => ({ ok: true, value }) as const, (error: unknown) => ({ ok: false, error }) as const);
+/** Sends the commands in one pipeline: one write, one round trip. Never rejects. */
+async function execPipeline(client: Redis | Cluster, commands: readonly ScriptCommand[]): Promise<Outcome[]> {
+  const pipeline = client.pipeline();
+  for (const c of commands) pipeline.call(c.op, c.script, c.keys.length, ...c.keys, ...c.args);
+  try {
+    const replies = (await pipeline.exec()) ?? [];
+    return commands.map((_, i) => {
+      const [error, value] = replies[i] ?? [new Error('Connection is closed.'), undefined];
+      return error ? { ok: false, error } : { ok: true, value };
+    });
+  } catch (error) {
+    return commands.map(() => ({ ok: false, error }));
+  }
+}
 
-/** ioredis, standalone or Sentinel (one pipeline per batch) or Cluster (one batch per node). */
+/**
+ * A Cluster pipeline must stay on one node: one pipeline per node that owns a command's slot, all
+ * sent at once. Grouped as ioredis checks it, by the slot's node set; before the client has
+ * learned the slots, by slot (each pipeline then waits for the client to be ready).
+ */
+async function execPerNode(client: Cluster, commands: readonly ScriptCommand[]): Promise<Outcome[]> {
+  const groups = new Map<string, number[]>();
+  commands.forEach((c, i) => {
+    const slot = calculateSlot(c.keys[0]!);
+    const node = client.slots[slot]?.join(';') ?? `slot ${slot}`;
+    const group = groups.get(node);
+    if (group) group.push(i);
+    else groups.set(node, [i]);
+  });
+  const outcomes: Outcome[] = new Array(commands.length);
+  await Promise.all(
+    [...groups.values()].map(async (members) => {
+      const replies = await execPipeline(client, members.map((i) => commands[i]!));
+      members.forEach((i, j) => (outcomes[i] = replies[j]!));
+    }),
+  );
+  // ioredis follows a pipeline's redirection only when all its replies are the same one; after a
+  // failover or resharding each names its own slot. A pipeline of one command ioredis redirects
+  // itself, updating the client's slot map.
+  await Promise.all(
+    outcomes.map(async (outcome, i) => {
+      if (!outcome.ok && /^(?:MOVED|ASK) /.test((outcome.error as Error).message)) outcomes[i] = (await execPipeline(client, [commands[i]!]))[0]!;
+    }),
+  );
+  return outcomes;
+}
+
+/** ioredis, standalone or Sentinel (one pipeline per batch) or Cluster (one pipeline per node). */
 export function ioredisConnection(client: Redis | Cluster): Connection {
   return {
-    async evalMany(commands) {
-      const argv = (c: (typeof commands)[number]) => [c.script, c.keys.length, ...c.keys, ...c.args];
-      if (client.isCluster) {
-        // Calls issued in one tick are written to each node's socket together.
-        return Promise.all(commands.map((c) => settle(client.call(c.op, ...argv(c)))));
-      }
-      const pipeline = client.pipeline();
-      for (const c of commands) pipeline.call(c.op, ...argv(c));
-      try {
-        const replies = (await pipeline.exec()) ?? [];
-        return commands.map((_, i) => {
-          const [error, value] = replies[i] ?? [new Error('Connection is closed.'), undefined];
-          return error ? { ok: false, error } : { ok: true, value };
-        });
-      } catch (error) {
-        return commands.map(() => ({ ok: false, error }));
-      }
-    },
+    evalMany: (commands) => (client.isCluster ? execPerNode(client as Cluster, commands) : execPipeline(client, commands)),
     async rangeByScoreDesc(key, min, max, count) {
       const flat = await client.call('ZRANGE', key, max, min, 'BYSCORE', 'REV', 'LIMIT', 0, count, 'WITHSCORES');
       return pairs(flat as unknown[]);
