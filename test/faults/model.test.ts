@@ -49,8 +49,11 @@ interface Real {
   client: Redis;
 }
 
-/** A timestamp: on the grid around now (-13 steps: long expired, +3: ahead), or one sent before. */
-type TimestampSpec = { steps: number; plusOne: boolean } | { reuse: number };
+/**
+ * A timestamp: on the grid around now (-13 steps: long expired, +3: ahead), or one sent before,
+ * or a grid step in the dedup bucket of one sent before (a claim to collide with or take over).
+ */
+type TimestampSpec = { steps: number; plusOne: boolean } | { reuse: number } | { bucketOf: number; step: number };
 interface SnapshotSpec {
   region: (typeof REGIONS)[number];
   suffix: (typeof SUFFIXES)[number];
@@ -63,7 +66,11 @@ const tally = { executions: 0, commands: 0, persisted: 0, replayed: 0, duplicate
 
 function snapshotOf(spec: SnapshotSpec, w: World): SnapshotInput {
   const t = spec.timestamp;
-  const timestamp = 'reuse' in t ? (w.sent[t.reuse % w.sent.length]?.timestamp ?? w.now) : w.now + t.steps * GRID_MS + (t.plusOne ? 1 : 0);
+  const earlier = (k: number) => w.sent[k % w.sent.length]?.timestamp ?? w.now;
+  const timestamp =
+    'reuse' in t ? earlier(t.reuse)
+    : 'bucketOf' in t ? Math.floor(earlier(t.bucketOf) / DEDUP.windowMs) * DEDUP.windowMs + t.step * GRID_MS
+    : w.now + t.steps * GRID_MS + (t.plusOne ? 1 : 0);
   const { v, asText } = spec.payload;
   // JSON text is stored verbatim, spaces included; an object is serialised once.
   // region_id: how the checker attributes a by-id key that no index holds (its key has no region).
@@ -264,6 +271,7 @@ const snapshotSpec: fc.Arbitrary<SnapshotSpec> = fc.record({
   timestamp: fc.oneof(
     { arbitrary: fc.record({ steps: fc.integer({ min: -13, max: 3 }), plusOne: fc.boolean() }), weight: 3 },
     { arbitrary: fc.record({ reuse: fc.nat(40) }), weight: 1 },
+    { arbitrary: fc.record({ bucketOf: fc.nat(40), step: fc.integer({ min: 0, max: 2 }) }), weight: 1 },
   ),
   payload: fc.record({ v: fc.nat(3), asText: fc.boolean() }),
   trigger: fc.constantFrom(...TRIGGERS),
