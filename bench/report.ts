@@ -48,9 +48,10 @@ export function evaluateTargets(r: Results): Target[] {
   }
   for (const { name } of r.strategies.filter((s) => s.module)) {
     for (const size of sizes) {
-      const c = cost(name, size);
-      const ratio = (c.bytesUp + c.bytesDown) / size;
-      targets.push({ target: `bytes on the wire per persist <= 1.05x payload (${kb(size)})`, strategy: name, measured: x(ratio), met: ratio <= 1.05 });
+      const wire = (strategy: string) => (cost(strategy, size).bytesUp + cost(strategy, size).bytesDown) / size;
+      // The floor's ratio shows the fixed part (key names, arguments, replies) at this size.
+      const measured = `${x(wire(name))} (floor ${x(wire(floor.name))})`;
+      targets.push({ target: `bytes on the wire per persist <= 1.05x payload (${kb(size)})`, strategy: name, measured, met: wire(name) <= 1.05 });
     }
     const flat = cost(name, largest).serverUs / cost(name, smallest).serverUs;
     targets.push({ target: `server time flat: ${kb(largest)} <= 2x ${kb(smallest)}`, strategy: name, measured: x(flat), met: flat <= 2 });

@@ -66,13 +66,16 @@ export const multiExec: Strategy = {
   snapshotKeys: legacySnapshotKeys,
 };
 
-/** This module's persist with the given store options. */
-export function moduleStrategy(name: string, options: Omit<SnapshotStoreOptions, 'client'> = {}): Strategy {
+/**
+ * This module's persist with the given store options. `serverCommands`: what the store sends at
+ * top level; a path that wraps the script call in a transaction sends `multi` and `exec`.
+ */
+export function moduleStrategy(name: string, options: Omit<SnapshotStoreOptions, 'client'> = {}, serverCommands = ['evalsha', 'eval']): Strategy {
   const schema = resolveKeySchema(options.keys?.schema, options.keys?.prefix);
   return {
     name,
     module: true,
-    serverCommands: ['evalsha', 'eval'],
+    serverCommands,
     bind(client) {
       const store = createSnapshotStore({ ...options, client, retentionMs: RETENTION_MS });
       return (s) => store.persist(s);
@@ -89,5 +92,5 @@ export const floor: Strategy = {
   snapshotKeys: (s) => [legacyKeys.byId(s.region, s.id)],
 };
 
-/** In table order. The first is the baseline of every "x legacy" ratio; `floor` the other. */
+/** In table order: one `moduleStrategy(…)` per transfer mode or key layout of the store. `legacy` and `floor` are the ratios' baselines. */
 export const strategies: readonly Strategy[] = [legacy, multiExec, moduleStrategy('persist (ARGV)'), floor];
