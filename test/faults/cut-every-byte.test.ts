@@ -93,9 +93,12 @@ async function sweep(before: Keyspace, send: (client: Redis) => Promise<unknown>
   return full.bytes + 1;
 }
 
-/** Which of `before` and `after` the keys of `region` are in, or 'partial'. */
+/** A staged payload not yet renamed into place: not part of the region's state, it expires on its own. */
+const isStaging = (key: string) => key.endsWith(':staging');
+
+/** Which of `before` and `after` the keys of `region` (staging keys aside) are in, or 'partial'. */
 function stateOf(region: string | undefined, state: Keyspace, before: Keyspace, after: Keyspace): 'before' | 'after' | 'partial' {
-  const within = (key: string) => region === undefined || key.includes(region);
+  const within = (key: string) => !isStaging(key) && (region === undefined || key.includes(region));
   if (sameKeyspace(state, before, SLACK_MS, within)) return 'before';
   if (sameKeyspace(state, after, SLACK_MS, within)) return 'after';
   return 'partial';
@@ -106,24 +109,56 @@ function assertTransient(error: unknown, k: number): void {
   assert.ok((error as RedisError).transient, `offset ${k}: a cut is transient`);
 }
 
-test('persist: every cut leaves the before-state or the after-state', async () => {
+/**
+ * Sweeps one persist of `mena` and checks every offset: a RedisError, the before- or after-state,
+ * no violation. Returns the counts it prints.
+ */
+async function sweepPersist(label: string, options: { stagePayloadsFrom?: number; flushScripts?: boolean } = {}) {
   const before = await seed(['mena']);
   let partial = 0;
   let after = 0;
+  let staging = 0;
   const offsets = await sweep(
     before,
-    (client) => createSnapshotStore({ client, retry: false }).persist(fresh('mena'), { now: NOW }),
+    async (client) => {
+      if (options.flushScripts) await admin.script('FLUSH');
+      const { stagePayloadsFrom } = options;
+      return createSnapshotStore({ client, retry: false, ...(stagePayloadsFrom === undefined ? {} : { stagePayloadsFrom }) }).persist(fresh('mena'), { now: NOW });
+    },
     async ({ k, state, error }, afterState) => {
       assertTransient(error, k);
       const found = stateOf(undefined, state, before, afterState);
       if (found === 'partial') partial++;
       if (found === 'after') after++;
+      for (const [key, entry] of state) {
+        if (!isStaging(key)) continue;
+        staging++;
+        const expiresIn = Number(entry.split(' @')[1]) - Date.now();
+        assert.ok(expiresIn > 0 && expiresIn <= 60_000, `offset ${k}: ${key} expires in ${expiresIn} ms`);
+      }
       assert.equal(await violations(admin, { regions: ['mena'], now: NOW, retentionMs: RETENTION_MS }), [], `offset ${k}`);
     },
   );
-  console.log(`cut sweep, persist: ${offsets} offsets, ${partial} partial states, ${after} after-states (the reply was lost)`);
+  console.log(`cut sweep, ${label}: ${offsets} offsets, ${partial} partial states, ${after} after-states (the reply was lost), ${staging} left a staging key`);
   assert.is(partial, 0);
+  return { after, staging };
+}
+
+test('persist: every cut leaves the before-state or the after-state', async () => {
+  const { after, staging } = await sweepPersist('persist');
   assert.is(after, 1, 'only a cut after the last byte lets the script run');
+  assert.is(staging, 0);
+});
+
+test('staged persist (MULTI, SET staging key, EVALSHA, EXEC): every cut leaves before or after', async () => {
+  const { after, staging } = await sweepPersist('staged persist', { stagePayloadsFrom: 0 });
+  assert.is(after, 1, 'only a cut after EXEC lets the transaction run');
+  assert.is(staging, 0);
+});
+
+test('staged persist with an empty script cache (NOSCRIPT inside EXEC, then EVAL): before or after', async () => {
+  await sweepPersist('staged persist, NOSCRIPT fallback', { stagePayloadsFrom: 0, flushScripts: true });
+  await admin.script('LOAD', persistLua.text);
 });
 
 test('persistMany of 3 regions: every cut leaves each region before or after', async () => {
