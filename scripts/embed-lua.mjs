@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 
 const root = new URL('..', import.meta.url);
-const scripts = ['persist', 'read'];
+const scripts = ['persist', 'read', 'repair'];
 const body = scripts.map((name) => {
   const text = readFileSync(new URL(`lua/${name}.lua`, root), 'utf8');
   const sha = createHash('sha1').update(text).digest('hex');

@@ -16,6 +16,10 @@ export interface Connection {
   evalMany(commands: readonly ScriptCommand[]): Promise<Outcome[]>;
   /** Sorted-set members scored in [min, max], highest score first, at most `count` of them. */
   rangeByScoreDesc(key: string, min: number, max: number, count: number): Promise<Array<{ member: string; score: number }>>;
+  /** Every key matching the glob, on every primary. For verify and repair, never on a hot path. */
+  scan(pattern: string): Promise<string[]>;
+  /** A string key's value (a client that JSON-parses replies may hand it over parsed), or null. */
+  get(key: string): Promise<unknown>;
 }
 
 /** Members and scores from a flat `[member, score, …]` reply, whatever a client parsed them into. */

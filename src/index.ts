@@ -5,6 +5,7 @@ export type {
   ListOptions,
   PersistResult,
   PersistStatus,
+  RepairOptions,
   SnapshotStore,
   SnapshotStoreOptions,
   StoredSnapshot,
@@ -16,3 +17,4 @@ export { fromRegionalSnapshot, persistSnapshot } from './seeder.js';
 export type { RegionalSnapshot, SeederReason } from './seeder.js';
 export { RedisError, ScriptRefusedError, SnapshotError, ValidationError } from './errors.js';
 export type { RetryPolicy } from './retry.js';
+export type { DriftClass, DriftReport, Finding, RepairReport } from './verify.js';

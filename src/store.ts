@@ -8,6 +8,7 @@ import { byIdTemplate, resolveKeySchema, type KeySchema, type KeySchemaName } fr
 import { persistLua, readLua } from './lua.generated.js';
 import { resolveRetry, type RetryPolicy } from './retry.js';
 import { Script, type ScriptCall } from './script.js';
+import { inspect, type DriftContext, type DriftReport, type RepairReport } from './verify.js';
 import { checkId, checkInteger, checkName, validateSnapshot, type SnapshotInput, type ValidSnapshot } from './validate.js';
 
 export type LatestPolicy = 'monotonic' | 'always';
@@ -70,6 +71,14 @@ export interface SnapshotStore {
   readById(region: string, id: string, at?: At): Promise<StoredSnapshot | null>;
   /** Ids and timestamps inside the retention window, newest first. */
   list(region: string, options?: ListOptions): Promise<Array<{ id: string; timestamp: number }>>;
+  /** Every inconsistency of one region or of all (found by SCAN); read-only, atomic per region. */
+  verify(region: string | 'all', at?: At): Promise<DriftReport>;
+  /** Fixes what verify finds, one atomic script call per region; `dryRun` reports without writing. */
+  repair(region: string | 'all', options?: RepairOptions): Promise<RepairReport>;
+}
+
+export interface RepairOptions extends At {
+  dryRun?: boolean;
 }
 
 const DAY_MS = 86_400_000;
@@ -193,6 +202,8 @@ export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStor
     return outcomes.map((outcome) => decodeRead(unwrap(outcome)));
   }
 
+  const drift: DriftContext = { connection, schema, retentionMs, retry, timestampKey: 'payload' };
+
   return {
     async persist(snapshot, at) {
       const now = clock(at);
@@ -226,5 +237,10 @@ export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStor
       });
       return members.map(({ member, score }) => ({ id: member, timestamp: score }));
     },
+    async verify(region, at) {
+      const { regions, findings } = await inspect(drift, region, 'verify', clock(at));
+      return { regions, findings };
+    },
+    repair: (region, options = {}) => inspect(drift, region, options.dryRun ? 'verify' : 'repair', clock(options)),
   };
 }

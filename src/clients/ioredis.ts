@@ -62,5 +62,18 @@ export function ioredisConnection(client: Redis | Cluster): Connection {
       const flat = await client.call('ZRANGE', key, max, min, 'BYSCORE', 'REV', 'LIMIT', 0, count, 'WITHSCORES');
       return pairs(flat as unknown[]);
     },
+    async scan(pattern) {
+      const keys: string[] = [];
+      for (const node of client.isCluster ? (client as Cluster).nodes('master') : [client as Redis]) {
+        let cursor = '0';
+        do {
+          const [next, batch] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+          keys.push(...batch);
+          cursor = next;
+        } while (cursor !== '0');
+      }
+      return keys;
+    },
+    get: (key) => client.get(key),
   };
 }

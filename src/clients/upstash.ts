@@ -30,5 +30,16 @@ export function upstashConnection(client: Redis): Connection {
       const flat = await client.zrange(key, max, min, { byScore: true, rev: true, offset: 0, count, withScores: true });
       return pairs(flat as unknown[]);
     },
+    async scan(pattern) {
+      const keys: string[] = [];
+      let cursor = '0';
+      do {
+        const [next, batch] = await client.scan(cursor, { match: pattern, count: 1000 });
+        keys.push(...batch.map(String));
+        cursor = String(next);
+      } while (cursor !== '0');
+      return keys;
+    },
+    get: (key) => client.get(key),
   };
 }

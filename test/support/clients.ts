@@ -1,6 +1,8 @@
 import type { Redis as IoRedis } from 'ioredis';
+import { Redis as UpstashRedis } from '@upstash/redis';
 import type { SnapshotStoreOptions } from '../../src/index.js';
 import type { RedisServer } from './redis.js';
+import { startUpstashServer } from './upstash-server.js';
 
 /**
  * A client library the store supports, connected to a test Redis. The conformance suite runs
@@ -19,4 +21,19 @@ export const ioredisKind: ClientKind = {
   },
 };
 
-export const clientKinds: readonly ClientKind[] = [ioredisKind];
+/** @upstash/redis through the Upstash-protocol test server, on the same Redis. */
+function upstashKind(name: string, options: { automaticDeserialization?: boolean } = {}): ClientKind {
+  return {
+    name,
+    async connect(redis) {
+      const server = await startUpstashServer(redis, { token: 'conformance-token' });
+      const client = new UpstashRedis({ url: server.url, token: server.token, ...options });
+      return { client, close: () => server.close() };
+    },
+  };
+}
+
+export const clientKinds: readonly ClientKind[] = [ioredisKind,
+  upstashKind('@upstash/redis'),
+  upstashKind('@upstash/redis, automaticDeserialization: false', { automaticDeserialization: false }),
+];
