@@ -64,6 +64,24 @@ export function isNoScript(error: unknown): boolean {
 }
 
 /**
+ * An @upstash/redis request that failed as a whole: per-command errors arrive inside a 200
+ * pipeline reply, so this is the network, a non-2xx status or an unreadable body. The client
+ * hides the status and headers, so the server's error text decides: a refused token or an
+ * oversized request is permanent; anything else (429, 5xx, a lost connection) is transient.
+ */
+export function upstashRequestError(error: unknown): RedisError {
+  const name = error instanceof Error ? error.name : '';
+  // Its message quotes up to 200 bytes of the body, which may be a cut-off reply holding a payload.
+  if (name === 'UpstashJSONParseError') return new RedisError('BAD_REPLY', 'the server answered with a body that is not JSON', true);
+  const reply = replyText(error);
+  const text = `Upstash request failed: ${reply}`;
+  if (name !== 'UpstashError') return new RedisError('CONNECTION', text, true);
+  if (/^(?:WRONGPASS|NOAUTH|NOPERM)\b|unauthorized/i.test(reply)) return new RedisError('AUTH', text, false);
+  if (/request size/i.test(reply)) return new RedisError('REQUEST_TOO_LARGE', text, false);
+  return new RedisError('HTTP', text, true);
+}
+
+/**
  * Turns whatever a client threw or returned into a SnapshotError with a clean message. `cause`
  * is deliberately dropped: ioredis and @upstash/redis attach the full command (payload, script).
  */

@@ -33,7 +33,8 @@ function upstashKind(name: string, options: { automaticDeserialization?: boolean
   };
 }
 
-export const clientKinds: readonly ClientKind[] = [ioredisKind,
+export const clientKinds: readonly ClientKind[] = [
+  ioredisKind,
   upstashKind('@upstash/redis'),
   upstashKind('@upstash/redis, automaticDeserialization: false', { automaticDeserialization: false }),
 ];

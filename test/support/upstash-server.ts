@@ -78,9 +78,16 @@ function isCommand(value: unknown): value is Command {
   return Array.isArray(value) && value.length > 0 && value.every((v) => ['string', 'number', 'boolean'].includes(typeof v));
 }
 
+/** A connection to the test Redis; its commands reject while Redis is down (tests restart it). */
+function connectRedis(redis: RedisServer): Redis {
+  const connection = new Redis(redis.port, '127.0.0.1', { maxRetriesPerRequest: 1 });
+  connection.on('error', () => {});
+  return connection;
+}
+
 export async function startUpstashServer(redis: RedisServer, options: UpstashServerOptions): Promise<UpstashServer> {
   const maxRequestBytes = options.maxRequestBytes ?? 10 * 1024 * 1024;
-  const shared = new Redis(redis.port, '127.0.0.1', { maxRetriesPerRequest: 1 });
+  const shared = connectRedis(redis);
   const transactions = new Set<Redis>();
   /** SHA1 of a script as the client sent it (with the flag) → SHA1 of what Redis cached. */
   const shaAliases = new Map<string, string>();
@@ -122,7 +129,7 @@ export async function startUpstashServer(redis: RedisServer, options: UpstashSer
 
   /** One MULTI/EXEC on a connection of its own; a command refused while queuing discards it all. */
   async function transaction(commands: Command[]): Promise<Reply[]> {
-    const connection = new Redis(redis.port, '127.0.0.1', { maxRetriesPerRequest: 1 });
+    const connection = connectRedis(redis);
     transactions.add(connection);
     try {
       await connection.call('MULTI');
