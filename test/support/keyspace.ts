@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { createSnapshotStore } from '../../src/index.js';
 import { keySchemas, type KeySchema } from '../../src/keys.js';
 
 /** Every key with its type, DUMP bytes and absolute expiry: equal dumps mean an identical keyspace. */
@@ -20,52 +21,12 @@ export interface Checked {
 }
 
 /**
- * The invariants of DESIGN.md, read off the keyspace itself with plain commands (independent of
- * the library's scripts). Returns one line per violation; [] means consistent.
+ * The invariants of DESIGN.md, as the store's own `verify` reads them off the keyspace (one
+ * definition of consistent for every suite and the CLI). Returns one line per finding,
+ * `<region>: <detail>`; [] means consistent.
  */
 export async function violations(client: Redis, { regions, now, retentionMs, schema = keySchemas['worldmonitor-v1'] }: Checked): Promise<string[]> {
-  const found: string[] = [];
-  const cutoff = now - retentionMs;
-  const persisted = new Set<string>();
-  for (const region of regions) {
-    const indexKey = schema.index(region);
-    const flat = await client.zrange(indexKey, 0, -1, 'WITHSCORES');
-    const members = new Map<string, number>();
-    for (let i = 0; i < flat.length; i += 2) members.set(flat[i]!, Number(flat[i + 1]));
-    for (const id of members.keys()) persisted.add(`${region}\u0000${id}`);
-    let newest: [number, string] | undefined;
-    for (const [id, ts] of members) {
-      if (ts <= cutoff) continue;
-      if (!newest || ts > newest[0] || (ts === newest[0] && id > newest[1])) newest = [ts, id];
-      for (const key of [schema.byId(region, id), schema.timestamp(region, ts)]) {
-        const at = await client.pexpiretime(key);
-        if (at === -2) found.push(`${region}: member ${id} has no ${key}`);
-        else if (at !== ts + retentionMs) found.push(`${region}: ${key} expires at ${at}, not ${ts + retentionMs}`);
-      }
-    }
-    if (members.size > 0) {
-      const maxScore = Math.max(...members.values());
-      const at = await client.pexpiretime(indexKey);
-      if (at !== maxScore + retentionMs) found.push(`${region}: index expires at ${at}, not ${maxScore + retentionMs}`);
-    }
-    const latest = await client.get(schema.latest(region));
-    if (latest !== null) {
-      const ts = members.get(latest);
-      if (ts === undefined) found.push(`${region}: latest ${latest} is not in the index`);
-      else {
-        if ((await client.exists(schema.byId(region, latest))) === 0) found.push(`${region}: latest ${latest} has no by-id key`);
-        if ((await client.exists(schema.timestamp(region, ts))) === 0) found.push(`${region}: latest ${latest} has no timestamp key`);
-        const at = await client.pexpiretime(schema.latest(region));
-        if (at !== ts + retentionMs) found.push(`${region}: latest expires at ${at}, not ${ts + retentionMs}`);
-      }
-      if (newest && newest[1] !== latest) found.push(`${region}: latest is ${latest}, newest is ${newest[1]}`);
-    } else if (newest) {
-      found.push(`${region}: no latest, newest is ${newest[1]}`);
-    }
-    for (const key of await client.keys(schema.dedup(region, '*', '*' as unknown as number))) {
-      const id = await client.get(key);
-      if (id === null || !persisted.has(`${region}\u0000${id}`)) found.push(`${region}: ${key} claims ${id}, which was never persisted`);
-    }
-  }
-  return found;
+  const store = createSnapshotStore({ client, keys: { schema }, retentionMs });
+  const { findings } = await store.verify('all', { now });
+  return findings.filter((f) => f.region === null || regions.includes(f.region)).map((f) => `${f.region}: ${f.detail}`);
 }
