@@ -2,10 +2,11 @@ import calculateSlot from 'cluster-key-slot';
 import type { Cluster, Redis as IoRedis } from 'ioredis';
 import type { Redis as UpstashRedis } from '@upstash/redis';
 import { connect } from './clients/index.js';
+import { isUpstash } from './clients/upstash.js';
 import type { Outcome } from './connection.js';
 import { RedisError, ValidationError, toSnapshotError } from './errors.js';
 import { byIdTemplate, resolveKeySchema, type KeySchema, type KeySchemaName } from './keys.js';
-import { persistLua, readLua } from './lua.generated.js';
+import { persistKeyLockingLua, persistLua, readLua } from './lua.generated.js';
 import { resolveRetry, type RetryPolicy } from './retry.js';
 import { Script, type ScriptCall } from './script.js';
 import { inspect, type DriftContext, type DriftReport, type RepairReport } from './verify.js';
@@ -28,6 +29,12 @@ export interface SnapshotStoreOptions {
   maxPayloadBytes?: number;
   /** Retries of transient failures; `false` for none. Default 5 retries, 50 ms to 2 s. */
   retry?: false | Partial<RetryPolicy>;
+  /**
+   * @upstash/redis only. `keyLocking: true` sends persist.lua with Upstash's `allow-key-locking`
+   * shebang flag, so a persist locks only its own keys instead of the whole database. Off by
+   * default: stock Redis (and so any Upstash-compatible proxy in front of it) rejects the flag.
+   */
+  upstash?: { keyLocking?: boolean };
 }
 
 export type PersistStatus = 'persisted' | 'replayed' | 'duplicate' | 'expired';
@@ -84,6 +91,7 @@ export interface RepairOptions extends At {
 const DAY_MS = 86_400_000;
 const statuses: Record<number, PersistStatus> = { 1: 'persisted', 2: 'replayed', 3: 'duplicate', 4: 'expired' };
 const persistScript = new Script(persistLua.text, persistLua.sha);
+const keyLockingPersistScript = new Script(persistKeyLockingLua.text, persistKeyLockingLua.sha);
 const readScript = new Script(readLua.text, readLua.sha);
 
 function badReply(): never {
@@ -138,6 +146,10 @@ export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStor
   if (latest !== 'monotonic' && latest !== 'always') throw new ValidationError('options.latest', "expected 'monotonic' or 'always'");
   const maxPayloadBytes = checkInteger('options.maxPayloadBytes', options.maxPayloadBytes ?? 8 * 1024 * 1024, 2);
   const retry: RetryPolicy = resolveRetry(options.retry);
+  const keyLocking = options.upstash?.keyLocking ?? false;
+  if (typeof keyLocking !== 'boolean') throw new ValidationError('options.upstash.keyLocking', 'expected a boolean');
+  if (keyLocking && !isUpstash(options.client)) throw new ValidationError('options.upstash.keyLocking', 'needs an @upstash/redis client (stock Redis rejects the flag)');
+  const persister = keyLocking ? keyLockingPersistScript : persistScript;
 
   const clock = (at: At | undefined) => checkInteger('now', at?.now ?? Date.now(), 0);
 
@@ -186,7 +198,7 @@ export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStor
         settled[i] = { status: 'rejected', reason };
       }
     });
-    const outcomes = calls.length > 0 ? await persistScript.runMany(connection, calls, retry) : [];
+    const outcomes = calls.length > 0 ? await persister.runMany(connection, calls, retry) : [];
     outcomes.forEach((outcome, j) => {
       try {
         settled[slots[j]!] = { status: 'fulfilled', value: decodePersist(unwrap(outcome)) };
@@ -208,7 +220,7 @@ export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStor
     async persist(snapshot, at) {
       const now = clock(at);
       const call = persistCall(validateSnapshot(snapshot, { now, maxPayloadBytes }), now);
-      const [outcome] = await persistScript.runMany(connection, [call], retry);
+      const [outcome] = await persister.runMany(connection, [call], retry);
       return decodePersist(unwrap(outcome!));
     },
     persistMany,

@@ -1,5 +1,8 @@
 import type { Redis } from '@upstash/redis';
-import { pairs, type Connection } from '../connection.js';
+import { pairs, type Connection, type Outcome } from '../connection.js';
+import { upstashRequestError } from '../errors.js';
+
+type Pipeline = ReturnType<Redis['pipeline']>;
 
 export function isUpstash(client: unknown): client is Redis {
   const c = client as Partial<Redis> | null;
@@ -7,39 +10,58 @@ export function isUpstash(client: unknown): client is Redis {
 }
 
 /**
- * @upstash/redis over REST: one batch is one explicit pipeline, one HTTP request, whatever the
- * client's auto-pipelining setting. Replies are decoded so that automaticDeserialization on or
- * off gives the same result (see the scripts' Output blocks).
+ * Sends a pipeline as one HTTP request and settles each command. Commands that Redis refused
+ * come back as errors inside the 200 reply; when the request fails as a whole (the client has
+ * already re-sent it if fetch threw), every command gets the same classified error.
+ */
+async function send(pipeline: Pipeline): Promise<Outcome[]> {
+  try {
+    const replies = await pipeline.exec<unknown[]>({ keepErrors: true });
+    return replies.map(({ error, result }) => (error ? { ok: false, error: new Error(error) } : { ok: true, value: result }));
+  } catch (error) {
+    const failure = upstashRequestError(error);
+    return Array.from({ length: pipeline.length() }, () => ({ ok: false, error: failure }));
+  }
+}
+
+/** One command as one request: its value, or its classified error thrown. */
+async function sendOne(pipeline: Pipeline): Promise<unknown> {
+  const [outcome] = await send(pipeline);
+  if (!outcome!.ok) throw outcome!.error;
+  return outcome!.value;
+}
+
+/**
+ * @upstash/redis over REST: every batch is one explicit pipeline, one HTTP request, whatever the
+ * client's auto-pipelining setting (with it off, separate calls are separate requests). Replies
+ * are decoded so that automaticDeserialization on or off gives the same result (see the scripts'
+ * Output blocks).
  */
 export function upstashConnection(client: Redis): Connection {
   return {
-    async evalMany(commands) {
+    evalMany(commands) {
       const pipeline = client.pipeline();
       for (const c of commands) {
         if (c.op === 'eval') pipeline.eval(c.script, [...c.keys], [...c.args]);
         else pipeline.evalsha(c.script, [...c.keys], [...c.args]);
       }
-      try {
-        const replies = await pipeline.exec<unknown[]>({ keepErrors: true });
-        return replies.map(({ error, result }) => (error ? { ok: false, error: new Error(error) } : { ok: true, value: result }));
-      } catch (error) {
-        return commands.map(() => ({ ok: false, error }));
-      }
+      return send(pipeline);
     },
     async rangeByScoreDesc(key, min, max, count) {
-      const flat = await client.zrange(key, max, min, { byScore: true, rev: true, offset: 0, count, withScores: true });
-      return pairs(flat as unknown[]);
+      const [outcome] = await send(client.pipeline().zrange(key, max, min, { byScore: true, rev: true, offset: 0, count, withScores: true }));
+      if (!outcome!.ok) throw outcome!.error;
+      return pairs(outcome!.value as unknown[]);
     },
     async scan(pattern) {
       const keys: string[] = [];
       let cursor = '0';
       do {
-        const [next, batch] = await client.scan(cursor, { match: pattern, count: 1000 });
+        const [next, batch] = (await sendOne(client.pipeline().scan(cursor, { match: pattern, count: 1000 }))) as [unknown, unknown[]];
         keys.push(...batch.map(String));
         cursor = String(next);
       } while (cursor !== '0');
       return keys;
     },
-    get: (key) => client.get(key),
+    get: (key) => sendOne(client.pipeline().get(key)),
   };
 }
