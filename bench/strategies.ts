@@ -93,4 +93,12 @@ export const floor: Strategy = {
 };
 
 /** In table order: one `moduleStrategy(…)` per transfer mode or key layout of the store. `legacy` and `floor` are the ratios' baselines. */
-export const strategies: readonly Strategy[] = [legacy, multiExec, moduleStrategy('persist (ARGV)'), floor];
+export const strategies: readonly Strategy[] = [
+  legacy,
+  multiExec,
+  moduleStrategy('persist (ARGV)', { stagePayloadsFrom: Infinity }),
+  // The script runs inside EXEC, which already counts its time: count the transaction only.
+  moduleStrategy('persist (staged)', { stagePayloadsFrom: 0 }, ['multi', 'exec']),
+  moduleStrategy('persist (staged, one copy)', { stagePayloadsFrom: 0, keys: { timestampKey: 'id' } }, ['multi', 'exec']),
+  floor,
+];

@@ -3,21 +3,27 @@
   region's keys happen in this one call, or none of them do.
 
   Input:
-    KEYS[1] timestamp key  string: the payload, expiring at ARGV[4]
+    KEYS[1] timestamp key  string: the payload (or the id, ARGV[10]), expiring at ARGV[4]
     KEYS[2] by-id key      string: the payload, expiring at ARGV[4]
     KEYS[3] latest key     string: bare id of the region's newest snapshot, expiring with it
     KEYS[4] index key      sorted set: member id, score timestamp; expires with its newest member
     KEYS[5] live key       string: deleted whenever latest moves
-    KEYS[6] dedup key      string, optional: id of the snapshot that claimed this trigger's bucket
+    KEYS[6] dedup key      string, only when ARGV[7] > 0: id of the snapshot holding this
+                           trigger's time bucket
+    KEYS[#KEYS] staging key  string, only when ARGV[9] is "staged": the payload, SET by the
+                           caller in the same MULTI; renamed into place, or deleted
 
-    ARGV[1] payload        JSON text, stored verbatim
+    ARGV[1] payload        JSON text, stored verbatim ("" when staged)
     ARGV[2] id
     ARGV[3] timestamp      ms since the epoch (integer)
     ARGV[4] expire at      timestamp + retention, ms (integer)
     ARGV[5] cutoff         now - retention, ms (integer): scores <= cutoff are outside the window
     ARGV[6] retention      ms (integer)
-    ARGV[7] dedup ttl      ms (integer), used only with KEYS[6]
+    ARGV[7] dedup ttl      ms (integer); 0: no dedup claim, no KEYS[6]
     ARGV[8] latest policy  "monotonic" (latest moves only to a newer (timestamp, id)) | "always"
+    ARGV[9] transfer       "inline" (payload in ARGV[1]) | "staged" (payload in the staging key,
+                           so large payloads are never copied through Lua)
+    ARGV[10] timestamp key holds  "payload" (legacy layout, two copies) | "id" (one copy)
 
   Output: { status, latestAdvanced (0 | 1), pruned (members removed from the index) }.
   Integers only, so a client that JSON-parses string replies decodes it unchanged.
@@ -30,6 +36,8 @@
     SNAPSHOT_ARGS <argument>   an argument is malformed
     SNAPSHOT_WRONGTYPE <key>   an existing key has the wrong type (key is its role, e.g. "index")
     SNAPSHOT_CONFLICT index    this id is already indexed with another timestamp
+  Whatever the outcome other than persisted, the staging key is deleted, so the MULTI as a
+  whole leaves the keyspace as it found it.
 
   Scores and expiry times go to redis.call as the caller's strings: Lua numbers are doubles and
   are formatted with 14 significant digits.
@@ -48,42 +56,59 @@ local function id_after(a, b)
   return #a > #b
 end
 
-if #KEYS ~= 5 and #KEYS ~= 6 then return fail('ARGS', 'keys') end
-if #ARGV ~= 8 then return fail('ARGS', 'argv') end
-
-local payload, id, ts, expireAt, cutoff, retention, dedupTtl, policy = unpack(ARGV)
+if #ARGV ~= 10 then return fail('ARGS', 'argv') end
+local payload, id, ts, expireAt, cutoff, retention, dedupTtl, policy, transfer, tsHolds = unpack(ARGV)
 if id == '' then return fail('ARGS', 'id') end
-for name, value in pairs({ timestamp = ts, expireAt = expireAt, retention = retention, dedupTtl = dedupTtl }) do
-  if not string.match(value, '^%d+$') then return fail('ARGS', name) end
+local function integer(value) return string.match(value, '^%-?%d+$') end
+if not (integer(ts) and integer(expireAt) and integer(cutoff) and integer(retention) and integer(dedupTtl)) then
+  return fail('ARGS', 'integers')
 end
-if not string.match(cutoff, '^%-?%d+$') then return fail('ARGS', 'cutoff') end
 if tonumber(expireAt) ~= tonumber(ts) + tonumber(retention) then return fail('ARGS', 'expireAt') end
-if #KEYS == 6 and tonumber(dedupTtl) < 1 then return fail('ARGS', 'dedupTtl') end
 if policy ~= 'monotonic' and policy ~= 'always' then return fail('ARGS', 'policy') end
+if transfer ~= 'inline' and transfer ~= 'staged' then return fail('ARGS', 'transfer') end
+if tsHolds ~= 'payload' and tsHolds ~= 'id' then return fail('ARGS', 'tsHolds') end
 
-local roles = { 'timestamp', 'by-id', 'latest', 'index', 'live', 'dedup' }
-for i, key in ipairs(KEYS) do
-  local t = redis.call('TYPE', key).ok
-  local want = (i == 4) and 'zset' or 'string'
-  if t ~= 'none' and t ~= want then return fail('WRONGTYPE', roles[i]) end
+local tsKey, byIdKey, latestKey, indexKey, liveKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local dedupKey = tonumber(dedupTtl) > 0 and KEYS[6] or nil
+local stagingKey = transfer == 'staged' and KEYS[#KEYS] or nil
+if #KEYS ~= 5 + (dedupKey and 1 or 0) + (stagingKey and 1 or 0) then return fail('ARGS', 'keys') end
+if stagingKey and redis.call('TYPE', stagingKey).ok ~= 'string' then return fail('ARGS', 'staging') end
+
+-- Every outcome but persisted leaves the keyspace as the caller found it: drop the staged payload.
+local function unchanged(status)
+  if stagingKey then redis.call('DEL', stagingKey) end
+  return { status, 0, 0 }
+end
+local function refuse(code, detail)
+  if stagingKey then redis.call('DEL', stagingKey) end
+  return fail(code, detail)
 end
 
-local tsKey, byIdKey, latestKey, indexKey, liveKey, dedupKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local checks = { { tsKey, 'timestamp', 'string' }, { byIdKey, 'by-id', 'string' }, { latestKey, 'latest', 'string' },
+  { indexKey, 'index', 'zset' }, { liveKey, 'live', 'string' } }
+if dedupKey then checks[6] = { dedupKey, 'dedup', 'string' } end
+local tsKeyExists = false
+for i, check in ipairs(checks) do
+  local t = redis.call('TYPE', check[1]).ok
+  if t ~= 'none' and t ~= check[3] then return refuse('WRONGTYPE', check[2]) end
+  if i == 1 then tsKeyExists = t ~= 'none' end
+end
+
 local t = tonumber(ts)
 
-if t <= tonumber(cutoff) then return { 4, 0, 0 } end
+if t <= tonumber(cutoff) then return unchanged(4) end
 
 local indexed = redis.call('ZSCORE', indexKey, id)
 if indexed then
-  if tonumber(indexed) ~= t then return fail('CONFLICT', 'index') end
-  if redis.call('EXISTS', byIdKey) == 1 then return { 2, 0, 0 } end
+  if tonumber(indexed) ~= t then return refuse('CONFLICT', 'index') end
+  if redis.call('EXISTS', byIdKey) == 1 then return unchanged(2) end
   -- Indexed but its payload is gone (legacy drift): write it again below.
 end
 
 if dedupKey then
   local holder = redis.call('GET', dedupKey)
   -- A claim whose snapshot was never indexed is a legacy write that failed part-way: take it over.
-  if holder and holder ~= id and redis.call('ZSCORE', indexKey, holder) then return { 3, 0, 0 } end
+  if holder and holder ~= id and redis.call('ZSCORE', indexKey, holder) then return unchanged(3) end
 end
 
 local advance = true
@@ -98,14 +123,29 @@ end
 
 -- The timestamp key holds the greatest id at this timestamp, whatever the order of arrival.
 local ownsTsKey = true
-for _, other in ipairs(redis.call('ZRANGEBYSCORE', indexKey, ts, ts)) do
-  if id_after(other, id) then ownsTsKey = false end
+if tsKeyExists then
+  for _, other in ipairs(redis.call('ZRANGEBYSCORE', indexKey, ts, ts)) do
+    if id_after(other, id) then ownsTsKey = false end
+  end
 end
 
 -- Validation is over; from here on every command is a write that cannot fail on these types.
 if dedupKey then redis.call('SET', dedupKey, id, 'PX', dedupTtl) end
-redis.call('SET', byIdKey, payload, 'PXAT', expireAt)
-if ownsTsKey then redis.call('SET', tsKey, payload, 'PXAT', expireAt) end
+if stagingKey then
+  redis.call('RENAME', stagingKey, byIdKey) -- O(1): the payload is not copied
+  redis.call('PEXPIREAT', byIdKey, expireAt)
+else
+  redis.call('SET', byIdKey, payload, 'PXAT', expireAt)
+end
+if ownsTsKey then
+  if tsHolds == 'id' then
+    redis.call('SET', tsKey, id, 'PXAT', expireAt)
+  elseif stagingKey then
+    redis.call('COPY', byIdKey, tsKey, 'REPLACE') -- with its expiry
+  else
+    redis.call('SET', tsKey, payload, 'PXAT', expireAt)
+  end
+end
 redis.call('ZADD', indexKey, ts, id)
 local pruned = redis.call('ZREMRANGEBYSCORE', indexKey, '-inf', cutoff)
 -- The index lives as long as its newest member. Integer doubles below 2^53 format exactly.

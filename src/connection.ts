@@ -5,6 +5,8 @@ export interface ScriptCommand {
   readonly script: string;
   readonly keys: readonly string[];
   readonly args: readonly string[];
+  /** SET this key to this value in the same MULTI/EXEC, just before the call (staged transfer). */
+  readonly stage?: { readonly key: string; readonly value: string } | undefined;
 }
 
 /** How one command of a batch ended. `error` is the client's own, unsanitised. */
@@ -12,6 +14,8 @@ export type Outcome = { readonly ok: true; readonly value: unknown } | { readonl
 
 /** What the store needs from a client. One implementation per client library, in clients/. */
 export interface Connection {
+  /** Whether evalMany takes commands with `stage` (a MULTI/EXEC per command inside the batch). */
+  readonly staging: boolean;
   /** Sends all commands in one round trip (one pipeline flush, one HTTP request). Never rejects. */
   evalMany(commands: readonly ScriptCommand[]): Promise<Outcome[]>;
   /** Sorted-set members scored in [min, max], highest score first, at most `count` of them. */

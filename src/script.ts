@@ -1,10 +1,11 @@
-import type { Connection, Outcome } from './connection.js';
+import type { Connection, Outcome, ScriptCommand } from './connection.js';
 import { RedisError, isNoScript, toSnapshotError } from './errors.js';
 import { backoffMs, type RetryPolicy } from './retry.js';
 
 export interface ScriptCall {
   readonly keys: readonly string[];
   readonly args: readonly string[];
+  readonly stage?: ScriptCommand['stage'];
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -33,7 +34,8 @@ export class Script {
       const outcomes = await connection.evalMany(
         pending.map((i) => {
           const op = asEval.has(i) ? 'eval' : 'evalsha';
-          return { op, script: op === 'eval' ? this.text : this.sha, keys: calls[i]!.keys, args: calls[i]!.args };
+          const { keys, args, stage } = calls[i]!;
+          return { op, script: op === 'eval' ? this.text : this.sha, keys, args, stage };
         }),
       );
       const next: number[] = [];

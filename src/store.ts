@@ -17,8 +17,12 @@ export type LatestPolicy = 'monotonic' | 'always';
 export interface SnapshotStoreOptions {
   /** An ioredis `Redis` or `Cluster`, or an `@upstash/redis` `Redis`. The caller owns it. */
   client: IoRedis | Cluster | UpstashRedis;
-  /** Key names: a built-in schema or your own, and a prefix for every key. */
-  keys?: { schema?: KeySchemaName | KeySchema; prefix?: string };
+  /**
+   * Key names: a built-in schema or your own, and a prefix for every key. `timestampKey`: what the
+   * timestamp key holds, `'payload'` (default, byte-compatible: the payload stored twice) or `'id'`
+   * (stored once; no known reader uses the timestamp key).
+   */
+  keys?: { schema?: KeySchemaName | KeySchema; prefix?: string; timestampKey?: 'payload' | 'id' };
   /** How long a snapshot stays readable and indexed after its timestamp. Default 90 days. */
   retentionMs?: number;
   /** One snapshot per trigger per window; `false` disables the claim. Default 15 min / 15 min. */
@@ -29,6 +33,12 @@ export interface SnapshotStoreOptions {
   maxPayloadBytes?: number;
   /** Retries of transient failures; `false` for none. Default 5 retries, 50 ms to 2 s. */
   retry?: false | Partial<RetryPolicy>;
+  /**
+   * TCP clients: payloads whose JSON text is at least this long are staged, SET in the same
+   * MULTI/EXEC as the script, which renames them into place, so Redis never copies them through
+   * Lua. Default 4096; `Infinity` never stages. (@upstash/redis: always inline.)
+   */
+  stagePayloadsFrom?: number;
   /**
    * @upstash/redis only. `keyLocking: true` sends persist.lua with Upstash's `allow-key-locking`
    * shebang flag, so a persist locks only its own keys instead of the whole database. Off by
@@ -89,6 +99,8 @@ export interface RepairOptions extends At {
 }
 
 const DAY_MS = 86_400_000;
+/** Staged transfer pays for itself from this payload length on (BENCHMARKS.md). */
+const STAGE_FROM = 4_096;
 const statuses: Record<number, PersistStatus> = { 1: 'persisted', 2: 'replayed', 3: 'duplicate', 4: 'expired' };
 const persistScript = new Script(persistLua.text, persistLua.sha);
 const keyLockingPersistScript = new Script(persistKeyLockingLua.text, persistKeyLockingLua.sha);
@@ -137,6 +149,9 @@ export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStor
     throw new ValidationError('options.keys.schema', "'worldmonitor-v1' keys span hash slots (the by-id key has no region): use 'cluster' with a Cluster client");
   }
   const schema = resolveKeySchema(keyOptions.schema, keyOptions.prefix);
+  const tsHolds = keyOptions.timestampKey ?? 'payload';
+  if (tsHolds !== 'payload' && tsHolds !== 'id') throw new ValidationError('options.keys.timestampKey', "expected 'payload' or 'id'");
+  const stageFrom = options.stagePayloadsFrom === Infinity ? Infinity : checkInteger('options.stagePayloadsFrom', options.stagePayloadsFrom ?? STAGE_FROM, 0);
   const retentionMs = checkInteger('options.retentionMs', options.retentionMs ?? 90 * DAY_MS, 1);
   const dedup = options.dedup === false ? false : {
     windowMs: checkInteger('options.dedup.windowMs', options.dedup?.windowMs ?? 900_000, 1),
@@ -161,19 +176,25 @@ export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStor
       schema.index(s.region),
       schema.live(s.region),
     ];
-    if (dedup && s.trigger !== undefined) keys.push(schema.dedup(s.region, s.trigger, Math.floor(s.timestamp / dedup.windowMs)));
+    const claim = dedup && s.trigger !== undefined;
+    if (claim) keys.push(schema.dedup(s.region, s.trigger!, Math.floor(s.timestamp / dedup.windowMs)));
+    const staged = connection.staging && s.payloadText.length >= stageFrom;
+    // Unique to the snapshot and in its region's slot; ':' never occurs in an id.
+    if (staged) keys.push(`${keys[1]}:staging`);
     const args = [
-      s.payloadText,
+      staged ? '' : s.payloadText,
       s.id,
       String(s.timestamp),
       String(s.timestamp + retentionMs),
       String(now - retentionMs),
       String(retentionMs),
-      String(dedup ? dedup.ttlMs : 0),
+      String(claim ? dedup.ttlMs : 0),
       latest,
+      staged ? 'staged' : 'inline',
+      tsHolds,
     ];
     if (cluster) checkOneSlot(keys);
-    return { keys, args };
+    return staged ? { keys, args, stage: { key: keys.at(-1)!, value: s.payloadText } } : { keys, args };
   }
 
   function readCall(region: string, id: string, now: number): ScriptCall {
@@ -214,7 +235,7 @@ export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStor
     return outcomes.map((outcome) => decodeRead(unwrap(outcome)));
   }
 
-  const drift: DriftContext = { connection, schema, retentionMs, retry, timestampKey: 'payload' };
+  const drift: DriftContext = { connection, schema, retentionMs, retry, timestampKey: tsHolds };
 
   return {
     async persist(snapshot, at) {

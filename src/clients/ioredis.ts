@@ -7,15 +7,32 @@ export function isIoredis(client: unknown): client is Redis | Cluster {
   return typeof c === 'object' && c !== null && typeof c.isCluster === 'boolean' && typeof c.pipeline === 'function' && typeof c.call === 'function';
 }
 
-/** Sends the commands in one pipeline: one write, one round trip. Never rejects. */
+/** Staged payloads outlive a failed call (e.g. NOSCRIPT inside EXEC) by this long at most. */
+const STAGE_TTL_MS = '60000';
+
+/**
+ * Sends the commands in one pipeline: one write, one round trip. Never rejects. A staged command
+ * goes as MULTI, SET staging key, the script call, EXEC: Redis runs nothing of it unless the whole
+ * transaction arrived.
+ */
 async function execPipeline(client: Redis | Cluster, commands: readonly ScriptCommand[]): Promise<Outcome[]> {
   const pipeline = client.pipeline();
-  for (const c of commands) pipeline.call(c.op, c.script, c.keys.length, ...c.keys, ...c.args);
+  const replyAt: number[] = [];
+  for (const c of commands) {
+    if (c.stage) pipeline.call('MULTI').call('SET', c.stage.key, c.stage.value, 'PX', STAGE_TTL_MS);
+    pipeline.call(c.op, c.script, c.keys.length, ...c.keys, ...c.args);
+    if (c.stage) pipeline.call('EXEC');
+    replyAt.push(pipeline.length - 1);
+  }
   try {
     const replies = (await pipeline.exec()) ?? [];
-    return commands.map((_, i) => {
-      const [error, value] = replies[i] ?? [new Error('Connection is closed.'), undefined];
-      return error ? { ok: false, error } : { ok: true, value };
+    return commands.map((c, i) => {
+      const [error, value] = replies[replyAt[i]!] ?? [new Error('Connection is closed.'), undefined];
+      if (error) return { ok: false, error };
+      if (!c.stage) return { ok: true, value };
+      // EXEC's reply: [SET's, the script's]; ioredis puts a failed command's Error in its place.
+      const script = (value as unknown[] | null)?.[1];
+      return script instanceof Error ? { ok: false, error: script } : { ok: true, value: script };
     });
   } catch (error) {
     return commands.map(() => ({ ok: false, error }));
@@ -57,6 +74,7 @@ async function execPerNode(client: Cluster, commands: readonly ScriptCommand[]):
 /** ioredis, standalone or Sentinel (one pipeline per batch) or Cluster (one pipeline per node). */
 export function ioredisConnection(client: Redis | Cluster): Connection {
   return {
+    staging: true,
     evalMany: (commands) => (client.isCluster ? execPerNode(client as Cluster, commands) : execPipeline(client, commands)),
     async rangeByScoreDesc(key, min, max, count) {
       const flat = await client.call('ZRANGE', key, max, min, 'BYSCORE', 'REV', 'LIMIT', 0, count, 'WITHSCORES');

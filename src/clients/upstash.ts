@@ -39,6 +39,8 @@ async function sendOne(pipeline: Pipeline): Promise<unknown> {
  */
 export function upstashConnection(client: Redis): Connection {
   return {
+    // A MULTI/EXEC is a request of its own (POST /multi-exec): it cannot share a batch's request.
+    staging: false,
     evalMany(commands) {
       const pipeline = client.pipeline();
       for (const c of commands) {

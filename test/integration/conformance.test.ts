@@ -50,7 +50,7 @@ for (const kind of clientKinds) {
     `conformance [${kind.name}]`,
   );
   const store = (ctx: { client: SnapshotStoreOptions['client'] }, options: Omit<SnapshotStoreOptions, 'client'> = {}) =>
-    createSnapshotStore({ client: ctx.client, ...options });
+    createSnapshotStore({ ...kind.storeOptions, client: ctx.client, ...options });
   const consistent = async (raw: Redis, regions = REGIONS) =>
     assert.equal(await violations(raw, { regions, now: NOW, retentionMs: RETENTION }), []);
 
@@ -244,6 +244,7 @@ for (const kind of clientKinds) {
     await raw.script('FLUSH');
     const results = await store.persistMany(REGIONS.map((r) => snap(`x-${r}`, T + 900_000, r)), { now: NOW });
     assert.ok(results.every((r) => r.status === 'fulfilled' && r.value.status === 'persisted'));
+    assert.equal(await raw.keys('*:staging'), []);
     await consistent(raw);
   });
 
@@ -337,6 +338,17 @@ for (const kind of clientKinds) {
       'app:intelligence:snapshot:v1:{mena}:latest',
     ]);
     assert.is((await clustered.readLatest('mena', { now: NOW }))?.id, 'a1');
+  });
+
+  test("timestampKey 'id': the payload is stored once, the timestamp key holds the id", async ({ raw, client }) => {
+    const oneCopy = store({ client }, { keys: { timestampKey: 'id' } });
+    const payload = { ...fixture, generated_at: T };
+    assert.is((await oneCopy.persist({ region: 'mena', id: 'a1', timestamp: T, payload }, { now: NOW })).status, 'persisted');
+    assert.is(await raw.get(k.ts('mena', T)), 'a1');
+    assert.is(await raw.pexpiretime(k.ts('mena', T)), T + RETENTION);
+    assert.equal(JSON.parse((await raw.get(k.byId('a1')))!), payload);
+    assert.equal((await oneCopy.readLatest('mena', { now: NOW }))?.payload, payload);
+    assert.equal(await violations(raw, { regions: ['mena'], now: NOW, retentionMs: RETENTION, timestampKey: 'id' }), []);
   });
 
   test('the seeder drop-in stores a RegionalSnapshot byte-compatibly', async ({ raw, store }) => {

@@ -10,6 +10,8 @@ import { startUpstashServer } from './upstash-server.js';
  */
 export interface ClientKind {
   readonly name: string;
+  /** Store options every store of this kind gets (e.g. a transfer mode to cover). */
+  readonly storeOptions?: Partial<SnapshotStoreOptions>;
   connect(redis: RedisServer): Promise<{ client: SnapshotStoreOptions['client']; close(): Promise<void> }>;
 }
 
@@ -35,6 +37,8 @@ function upstashKind(name: string, options: { automaticDeserialization?: boolean
 
 export const clientKinds: readonly ClientKind[] = [
   ioredisKind,
+  // Every payload staged (MULTI: SET staging key, script renames it), not only large ones.
+  { ...ioredisKind, name: 'ioredis, staged transfer', storeOptions: { stagePayloadsFrom: 0 } },
   upstashKind('@upstash/redis'),
   upstashKind('@upstash/redis, automaticDeserialization: false', { automaticDeserialization: false }),
 ];

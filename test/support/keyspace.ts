@@ -18,6 +18,7 @@ export interface Checked {
   now: number;
   retentionMs: number;
   schema?: KeySchema;
+  timestampKey?: 'payload' | 'id';
 }
 
 /**
@@ -25,8 +26,8 @@ export interface Checked {
  * definition of consistent for every suite and the CLI). Returns one line per finding,
  * `<region>: <detail>`; [] means consistent.
  */
-export async function violations(client: Redis, { regions, now, retentionMs, schema = keySchemas['worldmonitor-v1'] }: Checked): Promise<string[]> {
-  const store = createSnapshotStore({ client, keys: { schema }, retentionMs });
+export async function violations(client: Redis, { regions, now, retentionMs, schema = keySchemas['worldmonitor-v1'], timestampKey = 'payload' }: Checked): Promise<string[]> {
+  const store = createSnapshotStore({ client, keys: { schema, timestampKey }, retentionMs });
   const { findings } = await store.verify('all', { now });
   return findings.filter((f) => f.region === null || regions.includes(f.region)).map((f) => `${f.region}: ${f.detail}`);
 }
