@@ -2,7 +2,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Redis } from 'ioredis';
 import { createSnapshotStore } from '../../src/index.js';
-import { REGIONS, RETENTION_MS, killRedis, restartRedis, snapshotOf } from '../support/faults.js';
+import { REGIONS, RETENTION_MS, killRedis, restartRedis, sleep, snapshotOf } from '../support/faults.js';
 import { violations } from '../support/keyspace.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
 
@@ -10,7 +10,6 @@ const test = suite('kill -9 under load');
 
 const CYCLES = 5;
 const WORKERS = 4;
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const between = (min: number, max: number) => min + Math.random() * (max - min);
 
 let redis: RedisServer;

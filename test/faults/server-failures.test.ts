@@ -3,14 +3,13 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Redis } from 'ioredis';
 import { createSnapshotStore, RedisError, type RetryPolicy, type SnapshotStore } from '../../src/index.js';
-import { RETENTION_MS, killRedis, restartRedis, sameKeyspace, snapshotOf } from '../support/faults.js';
+import { RETENTION_MS, killRedis, restartRedis, sameKeyspace, sleep, snapshotOf } from '../support/faults.js';
 import { dumpKeyspace, violations } from '../support/keyspace.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
 
 const test = suite('server-side failures');
 
 const NOW = Date.now();
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 /** Retries spread over about a second: longer than the faults below last once they are lifted. */
 const PATIENT: Partial<RetryPolicy> = { attempts: 20, baseDelayMs: 10, maxDelayMs: 100 };
 

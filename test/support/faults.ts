@@ -5,7 +5,7 @@ import type { SnapshotInput } from '../../src/index.js';
 import type { RedisServer } from './redis.js';
 
 const run = promisify(execFile);
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** The seeder's eight regions. */
 export const REGIONS = ['mena', 'east-asia', 'europe', 'north-america', 'south-asia', 'latam', 'sub-saharan-africa', 'global'] as const;
