@@ -114,8 +114,11 @@ function regionOfPayload(value: unknown): string | undefined {
       return undefined;
     }
   }
-  const region = (parsed as { region_id?: unknown } | null)?.region_id;
-  return typeof region === 'string' && /^[a-z0-9][a-z0-9_-]{0,63}$/.test(region) ? region : undefined;
+  try {
+    return checkName('region_id', (parsed as { region_id?: unknown } | null)?.region_id);
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -140,7 +143,7 @@ async function discover(ctx: DriftContext, wanted: string | 'all'): Promise<{ by
     else keysOf(found.region);
   }
   for (const [region, regionKeys] of byRegion) {
-    const members = await connection.rangeByScoreDesc(schema.index(region), -Infinity, Infinity, -1);
+    const members = await connection.rangeByScoreDesc(schema.index(region), -Number.MAX_VALUE, Number.MAX_VALUE, -1);
     for (const { member, score } of members) {
       regionKeys.set(schema.byId(region, member), `i${member}`);
       regionKeys.set(schema.timestamp(region, score), `t${score}`);

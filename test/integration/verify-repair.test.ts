@@ -8,6 +8,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Redis } from 'ioredis';
 import { createSnapshotStore, type Finding, type SnapshotStore } from '../../src/index.js';
+import { clientKinds, type ClientKind } from '../support/clients.js';
 import { dumpKeyspace, violations } from '../support/keyspace.js';
 import { legacyPersist, legacyPipeline } from '../support/legacy.js';
 import { TcpProxy } from '../support/proxy.js';
@@ -34,25 +35,12 @@ function respLength(args: readonly string[]): number {
   return args.reduce((n, a) => n + `$${Buffer.byteLength(a)}\r\n${a}\r\n`.length, `*${args.length}\r\n`.length);
 }
 
-const test = suite<{ redis: RedisServer; raw: Redis; proxy: TcpProxy; store: SnapshotStore }>('verify and repair');
-
-test.before(async (ctx) => {
-  ctx.redis = await startRedis();
-  ctx.raw = ctx.redis.client();
-  ctx.proxy = await TcpProxy.start(ctx.redis.port);
-  ctx.store = createSnapshotStore({ client: ctx.raw });
-});
-
-test.after(async ({ redis, proxy }) => {
-  await proxy?.close();
-  await redis?.stop();
-});
-
 /** The legacy pipeline for `s`, cut after its first `commands` commands reached Redis. */
 async function legacyCut(ctx: { raw: Redis; proxy: TcpProxy }, s: ReturnType<typeof snap>, commands: number): Promise<void> {
   const client = new Redis(ctx.proxy.port, '127.0.0.1', { lazyConnect: true, retryStrategy: () => null, enableOfflineQueue: false });
   client.on('error', () => {});
   await client.connect();
+  const id = String(await client.client('ID'));
   // The pipeline's first three commands, as legacy.ts queues them.
   const sets = [
     ['SET', k.ts(s.region, s.timestamp), s.payload, 'EX', '7776000'],
@@ -62,120 +50,142 @@ async function legacyCut(ctx: { raw: Redis; proxy: TcpProxy }, s: ReturnType<typ
   ctx.proxy.cutAfter(sets.slice(0, commands).reduce((n, c) => n + respLength(c), 0));
   await legacyPipeline(client, s, NOW).exec().catch(() => undefined);
   ctx.proxy.cutAfter(undefined);
-  // Redis runs what it received before it notices the close: wait until only our client is left.
-  while (String(await ctx.raw.client('LIST')).trim().split('\n').length > 1) await new Promise((r) => setTimeout(r, 5));
+  // Redis runs what it received before it notices the close: wait until the cut client is gone.
+  while (String(await ctx.raw.client('LIST')).includes(`id=${id} `)) await new Promise((r) => setTimeout(r, 5));
 }
 
 const classes = (findings: Finding[], region: string) => findings.filter((f) => f.region === region).map((f) => f.class).sort();
 
-test('each drift class is found, repaired, and a second repair changes nothing', async (ctx) => {
-  const { raw, store } = ctx;
-  const at = { now: NOW };
-  // global: consistent, must stay untouched.
-  await store.persistMany([snap('global', 'g1', T), snap('global', 'g2', T + HOUR)], at);
-  // mena: a legacy write cut after its three SETs: latest names a snapshot the index lacks.
-  await store.persist(snap('mena', 'm1', T), at);
-  await legacyCut(ctx, snap('mena', 'm2', T + HOUR), 3);
-  // east-asia: a legacy write cut after its first SET: a timestamp key nothing indexes.
-  await store.persist(snap('east-asia', 'ea1', T), at);
-  await legacyCut(ctx, snap('east-asia', 'ea2', T + HOUR), 1);
-  // europe: one member lost its by-id key, the newest its timestamp key.
-  await store.persistMany([snap('europe', 'e1', T), snap('europe', 'e2', T + HOUR)], at);
-  await raw.del(k.byId('e1'), k.ts('europe', T + HOUR));
-  // north-america: a member past the window whose legacy payloads (EX from the write) live on.
-  await store.persist(snap('north-america', 'n1', T), at);
-  const old = NOW - 91 * DAY;
-  await raw.zadd(k.index('north-america'), old, 'n0');
-  await raw.set(k.byId('n0'), payload('north-america', 'n0', old), 'EX', 7_776_000);
-  await raw.set(k.ts('north-america', old), payload('north-america', 'n0', old), 'EX', 7_776_000);
-  // south-asia: a complete legacy write: TTLs from the write time, an index without TTL.
-  await legacyPersist(raw, { ...snap('south-asia', 's1', T), trigger: 'scheduled_6h' }, NOW);
-  // latam: a dedup claim whose write never came, and a by-id key nothing indexes.
-  await store.persist(snap('latam', 'l1', T), at);
-  await raw.set(`dedup:snapshot:v1:latam:scheduled_6h:${Math.floor((T + HOUR) / 900_000)}`, 'l2', 'EX', 900, 'NX');
-  await raw.set(k.byId('l9'), payload('latam', 'l9', T), 'EX', 7_776_000);
-  // sub-saharan-africa: the two copies differ.
-  await store.persist(snap('sub-saharan-africa', 'ss1', T), at);
-  await raw.set(k.ts('sub-saharan-africa', T), payload('sub-saharan-africa', 'other', T), 'KEEPTTL');
-  // arctic: latest moved backwards (the legacy 'always' policy).
-  await store.persistMany([snap('arctic', 'a1', T), snap('arctic', 'a2', T + HOUR)], at);
-  await raw.set(k.latest('arctic'), 'a1', 'KEEPTTL');
-  // antarctica: the latest lost both copies.
-  await store.persistMany([snap('antarctica', 'b1', T), snap('antarctica', 'b2', T + HOUR)], at);
-  await raw.del(k.byId('b2'), k.ts('antarctica', T + HOUR));
+/** The suite, once per client kind: verify and repair must hold whichever client carries them. */
+function defineSuite(kind: ClientKind): void {
+  const test = suite<{ redis: RedisServer; raw: Redis; proxy: TcpProxy; store: SnapshotStore; close: () => Promise<void> }>(`verify and repair [${kind.name}]`);
 
-  const { findings, regions } = await store.verify('all', at);
-  assert.equal(regions, ['antarctica', 'arctic', 'east-asia', 'europe', 'global', 'latam', 'mena', 'north-america', 'south-asia', 'sub-saharan-africa']);
-  const expected: Record<string, string[]> = {
-    global: [],
-    mena: ['latest-not-indexed', 'orphan-payload', 'orphan-payload', 'ttl-misaligned', 'ttl-misaligned'],
-    'east-asia': ['orphan-payload'],
-    europe: ['member-missing-payload', 'member-missing-payload'],
-    'north-america': ['expired-member'],
-    'south-asia': ['no-ttl', 'ttl-misaligned', 'ttl-misaligned', 'ttl-misaligned'],
-    latam: ['orphan-dedup', 'orphan-payload'],
-    'sub-saharan-africa': ['payload-mismatch'],
-    arctic: ['latest-not-newest'],
-    antarctica: ['latest-missing-payload', 'member-missing-payload', 'member-missing-payload'],
-  };
-  for (const [region, want] of Object.entries(expected)) assert.equal(classes(findings, region), want, region);
-  assert.ok(findings.every((f) => f.keys.length > 0 && f.region !== null));
-  assert.equal((await store.verify('latam', at)).findings.map((f) => f.class).sort(), expected.latam);
+  test.before(async (ctx) => {
+    ctx.redis = await startRedis();
+    ctx.raw = ctx.redis.client();
+    ctx.proxy = await TcpProxy.start(ctx.redis.port);
+    const { client, close } = await kind.connect(ctx.redis);
+    ctx.close = close;
+    ctx.store = createSnapshotStore({ client, ...kind.storeOptions });
+  });
 
-  const before = await dumpKeyspace(raw);
-  const planned = await store.repair('all', { ...at, dryRun: true });
-  assert.equal(await dumpKeyspace(raw), before, 'dryRun writes nothing');
-  assert.equal(planned.findings, findings);
+  test.after(async ({ redis, proxy, close }) => {
+    await close?.();
+    await proxy?.close();
+    await redis?.stop();
+  });
 
-  const repaired = await store.repair('all', at);
-  assert.equal(repaired.changes, planned.changes, 'dryRun reports exactly the writes repair makes');
-  assert.not.ok(repaired.changes.some((c) => c.region === 'global'));
-  assert.equal(await violations(raw, { regions: Object.keys(expected), now: NOW, retentionMs: RETENTION }), []);
-  const after = await dumpKeyspace(raw);
-  for (const [key, dump] of before) if (key.includes(':global')) assert.is(after.get(key), dump, key);
+  test('each drift class is found, repaired, and a second repair changes nothing', async (ctx) => {
+    const { raw, store } = ctx;
+    const at = { now: NOW };
+    // global: consistent, must stay untouched.
+    await store.persistMany([snap('global', 'g1', T), snap('global', 'g2', T + HOUR)], at);
+    // mena: a legacy write cut after its three SETs: latest names a snapshot the index lacks.
+    await store.persist(snap('mena', 'm1', T), at);
+    await legacyCut(ctx, snap('mena', 'm2', T + HOUR), 3);
+    // east-asia: a legacy write cut after its first SET: a timestamp key nothing indexes.
+    await store.persist(snap('east-asia', 'ea1', T), at);
+    await legacyCut(ctx, snap('east-asia', 'ea2', T + HOUR), 1);
+    // europe: one member lost its by-id key, the newest its timestamp key.
+    await store.persistMany([snap('europe', 'e1', T), snap('europe', 'e2', T + HOUR)], at);
+    await raw.del(k.byId('e1'), k.ts('europe', T + HOUR));
+    // north-america: a member past the window whose legacy payloads (EX from the write) live on.
+    await store.persist(snap('north-america', 'n1', T), at);
+    const old = NOW - 91 * DAY;
+    await raw.zadd(k.index('north-america'), old, 'n0');
+    await raw.set(k.byId('n0'), payload('north-america', 'n0', old), 'EX', 7_776_000);
+    await raw.set(k.ts('north-america', old), payload('north-america', 'n0', old), 'EX', 7_776_000);
+    // south-asia: a complete legacy write: TTLs from the write time, an index without TTL.
+    await legacyPersist(raw, { ...snap('south-asia', 's1', T), trigger: 'scheduled_6h' }, NOW);
+    // latam: a dedup claim whose write never came, and a by-id key nothing indexes.
+    await store.persist(snap('latam', 'l1', T), at);
+    await raw.set(`dedup:snapshot:v1:latam:scheduled_6h:${Math.floor((T + HOUR) / 900_000)}`, 'l2', 'EX', 900, 'NX');
+    await raw.set(k.byId('l9'), payload('latam', 'l9', T), 'EX', 7_776_000);
+    // sub-saharan-africa: the two copies differ.
+    await store.persist(snap('sub-saharan-africa', 'ss1', T), at);
+    await raw.set(k.ts('sub-saharan-africa', T), payload('sub-saharan-africa', 'other', T), 'KEEPTTL');
+    // arctic: latest moved backwards (the legacy 'always' policy).
+    await store.persistMany([snap('arctic', 'a1', T), snap('arctic', 'a2', T + HOUR)], at);
+    await raw.set(k.latest('arctic'), 'a1', 'KEEPTTL');
+    // antarctica: the latest lost both copies.
+    await store.persistMany([snap('antarctica', 'b1', T), snap('antarctica', 'b2', T + HOUR)], at);
+    await raw.del(k.byId('b2'), k.ts('antarctica', T + HOUR));
 
-  // What each fix left behind, read off the keyspace.
-  assert.is(await raw.zscore(k.index('mena'), 'm2'), String(T + HOUR), 'the cut write is indexed');
-  assert.is(await raw.pexpiretime(k.latest('mena')), T + HOUR + RETENTION);
-  assert.is(await raw.exists(k.ts('east-asia', T + HOUR)), 0);
-  assert.is(await raw.get(k.byId('e1')), payload('europe', 'e1', T), 'restored from the timestamp key');
-  assert.is(await raw.pexpiretime(k.byId('e1')), T + RETENTION);
-  assert.is(await raw.get(k.ts('europe', T + HOUR)), payload('europe', 'e2', T + HOUR));
-  assert.is(await raw.zscore(k.index('north-america'), 'n0'), null);
-  assert.is(await raw.exists(k.byId('n0'), k.ts('north-america', old)), 0);
-  assert.is(await raw.pexpiretime(k.index('south-asia')), T + RETENTION);
-  assert.is(await raw.pexpiretime(k.byId('s1')), T + RETENTION);
-  assert.is(await raw.exists(k.byId('l9')), 0);
-  assert.is(await raw.get(k.ts('sub-saharan-africa', T)), payload('sub-saharan-africa', 'ss1', T), 'the by-id copy wins');
-  assert.is(await raw.get(k.latest('arctic')), 'a2');
-  assert.is(await raw.get(k.latest('antarctica')), 'b1');
-  assert.is(await raw.zscore(k.index('antarctica'), 'b2'), null);
-  assert.is((await store.readLatest('antarctica', at))?.id, 'b1');
+    const { findings, regions } = await store.verify('all', at);
+    assert.equal(regions, ['antarctica', 'arctic', 'east-asia', 'europe', 'global', 'latam', 'mena', 'north-america', 'south-asia', 'sub-saharan-africa']);
+    const expected: Record<string, string[]> = {
+      global: [],
+      mena: ['latest-not-indexed', 'orphan-payload', 'orphan-payload', 'ttl-misaligned', 'ttl-misaligned'],
+      'east-asia': ['orphan-payload'],
+      europe: ['member-missing-payload', 'member-missing-payload'],
+      'north-america': ['expired-member'],
+      'south-asia': ['no-ttl', 'ttl-misaligned', 'ttl-misaligned', 'ttl-misaligned'],
+      latam: ['orphan-dedup', 'orphan-payload'],
+      'sub-saharan-africa': ['payload-mismatch'],
+      arctic: ['latest-not-newest'],
+      antarctica: ['latest-missing-payload', 'member-missing-payload', 'member-missing-payload'],
+    };
+    for (const [region, want] of Object.entries(expected)) assert.equal(classes(findings, region), want, region);
+    assert.ok(findings.every((f) => f.keys.length > 0 && f.region !== null));
+    assert.equal((await store.verify('latam', at)).findings.map((f) => f.class).sort(), expected.latam);
 
-  const again = await store.repair('all', at);
-  assert.equal(again.findings, []);
-  assert.equal(again.changes, []);
-  assert.equal(await dumpKeyspace(raw), after, 'a second repair is a no-op');
-});
+    const before = await dumpKeyspace(raw);
+    const planned = await store.repair('all', { ...at, dryRun: true });
+    assert.equal(await dumpKeyspace(raw), before, 'dryRun writes nothing');
+    assert.equal(planned.findings, findings);
 
-test('repair never deletes the payload latest names when nothing can replace it', async ({ raw, store }) => {
-  await raw.flushall();
-  // A legacy write cut after its by-id SET and latest SET: no index, no timestamp key.
-  await raw.set(k.byId('x1'), payload('mena', 'x1', T), 'EX', 7_776_000);
-  await raw.set(k.latest('mena'), 'x1', 'EX', 7_776_000);
-  const report = await store.repair('mena', { now: NOW });
-  assert.equal(report.findings.map((f) => f.class).sort(), ['latest-not-indexed', 'orphan-payload']);
-  assert.equal(report.changes, []);
-  assert.is(await raw.get(k.byId('x1')), payload('mena', 'x1', T));
-});
+    const repaired = await store.repair('all', at);
+    assert.equal(repaired.changes, planned.changes, 'dryRun reports exactly the writes repair makes');
+    assert.not.ok(repaired.changes.some((c) => c.region === 'global'));
+    assert.equal(await violations(raw, { regions: Object.keys(expected), now: NOW, retentionMs: RETENTION }), []);
+    const after = await dumpKeyspace(raw);
+    for (const [key, dump] of before) if (key.includes(':global')) assert.is(after.get(key), dump, key);
 
-test('a by-id key whose payload names no region is reported and left alone', async ({ raw, store }) => {
-  await raw.flushall();
-  await raw.set(k.byId('q1'), '{"x":1}');
-  const { findings } = await store.verify('all', { now: NOW });
-  assert.equal(findings, [{ region: null, class: 'orphan-payload', detail: 'by-id key has no index member and its payload names no region', keys: [k.byId('q1')] }]);
-  assert.equal((await store.repair('all', { now: NOW })).changes, []);
-  assert.is(await raw.exists(k.byId('q1')), 1);
-});
+    // What each fix left behind, read off the keyspace.
+    assert.is(await raw.zscore(k.index('mena'), 'm2'), String(T + HOUR), 'the cut write is indexed');
+    assert.is(await raw.pexpiretime(k.latest('mena')), T + HOUR + RETENTION);
+    assert.is(await raw.exists(k.ts('east-asia', T + HOUR)), 0);
+    assert.is(await raw.get(k.byId('e1')), payload('europe', 'e1', T), 'restored from the timestamp key');
+    assert.is(await raw.pexpiretime(k.byId('e1')), T + RETENTION);
+    assert.is(await raw.get(k.ts('europe', T + HOUR)), payload('europe', 'e2', T + HOUR));
+    assert.is(await raw.zscore(k.index('north-america'), 'n0'), null);
+    assert.is(await raw.exists(k.byId('n0'), k.ts('north-america', old)), 0);
+    assert.is(await raw.pexpiretime(k.index('south-asia')), T + RETENTION);
+    assert.is(await raw.pexpiretime(k.byId('s1')), T + RETENTION);
+    assert.is(await raw.exists(k.byId('l9')), 0);
+    assert.is(await raw.get(k.ts('sub-saharan-africa', T)), payload('sub-saharan-africa', 'ss1', T), 'the by-id copy wins');
+    assert.is(await raw.get(k.latest('arctic')), 'a2');
+    assert.is(await raw.get(k.latest('antarctica')), 'b1');
+    assert.is(await raw.zscore(k.index('antarctica'), 'b2'), null);
+    assert.is((await store.readLatest('antarctica', at))?.id, 'b1');
 
-test.run();
+    const again = await store.repair('all', at);
+    assert.equal(again.findings, []);
+    assert.equal(again.changes, []);
+    assert.equal(await dumpKeyspace(raw), after, 'a second repair is a no-op');
+  });
+
+  test('repair never deletes the payload latest names when nothing can replace it', async ({ raw, store }) => {
+    await raw.flushall();
+    // A legacy write cut after its by-id SET and latest SET: no index, no timestamp key.
+    await raw.set(k.byId('x1'), payload('mena', 'x1', T), 'EX', 7_776_000);
+    await raw.set(k.latest('mena'), 'x1', 'EX', 7_776_000);
+    const report = await store.repair('mena', { now: NOW });
+    assert.equal(report.findings.map((f) => f.class).sort(), ['latest-not-indexed', 'orphan-payload']);
+    assert.equal(report.changes, []);
+    assert.is(await raw.get(k.byId('x1')), payload('mena', 'x1', T));
+  });
+
+  test('a by-id key whose payload names no region is reported and left alone', async ({ raw, store }) => {
+    await raw.flushall();
+    await raw.set(k.byId('q1'), '{"x":1}');
+    const { findings } = await store.verify('all', { now: NOW });
+    assert.equal(findings, [{ region: null, class: 'orphan-payload', detail: 'by-id key has no index member and its payload names no region', keys: [k.byId('q1')] }]);
+    assert.equal((await store.repair('all', { now: NOW })).changes, []);
+    assert.is(await raw.exists(k.byId('q1')), 1);
+  });
+
+  test.run();
+}
+
+for (const kind of clientKinds) defineSuite(kind);
