@@ -10,7 +10,7 @@ import { persistKeyLockingLua, persistLua, readLua } from './lua.generated.js';
 import { resolveRetry, type RetryPolicy } from './retry.js';
 import { Script, type ScriptCall } from './script.js';
 import { inspect, type DriftContext, type DriftReport, type RepairReport } from './verify.js';
-import { checkId, checkInteger, checkName, validateSnapshot, type SnapshotInput, type ValidSnapshot } from './validate.js';
+import { checkId, checkInteger, checkName, checkObject, validateSnapshot, type SnapshotInput, type ValidSnapshot } from './validate.js';
 
 export type LatestPolicy = 'monotonic' | 'always';
 
@@ -144,7 +144,7 @@ function unwrap(outcome: Outcome): unknown {
 export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStore {
   if (typeof options !== 'object' || options === null) throw new ValidationError('options', 'expected an object');
   const { connection, cluster } = connect(options.client);
-  const keyOptions = options.keys ?? {};
+  const keyOptions = checkObject('options.keys', options.keys, '{ schema?, prefix?, timestampKey? }');
   if (cluster && (keyOptions.schema ?? 'worldmonitor-v1') === 'worldmonitor-v1') {
     throw new ValidationError('options.keys.schema', "'worldmonitor-v1' keys span hash slots (the by-id key has no region): use 'cluster' with a Cluster client");
   }
@@ -153,9 +153,10 @@ export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStor
   if (tsHolds !== 'payload' && tsHolds !== 'id') throw new ValidationError('options.keys.timestampKey', "expected 'payload' or 'id'");
   const stageFrom = options.stagePayloadsFrom === Infinity ? Infinity : checkInteger('options.stagePayloadsFrom', options.stagePayloadsFrom ?? STAGE_FROM, 0);
   const retentionMs = checkInteger('options.retentionMs', options.retentionMs ?? 90 * DAY_MS, 1);
-  const dedup = options.dedup === false ? false : {
-    windowMs: checkInteger('options.dedup.windowMs', options.dedup?.windowMs ?? 900_000, 1),
-    ttlMs: checkInteger('options.dedup.ttlMs', options.dedup?.ttlMs ?? 900_000, 1),
+  const dedupOptions = options.dedup === false ? false : checkObject('options.dedup', options.dedup, 'false or { windowMs?, ttlMs? }');
+  const dedup = dedupOptions === false ? false : {
+    windowMs: checkInteger('options.dedup.windowMs', dedupOptions.windowMs ?? 900_000, 1),
+    ttlMs: checkInteger('options.dedup.ttlMs', dedupOptions.ttlMs ?? 900_000, 1),
   };
   const latest = options.latest ?? 'monotonic';
   if (latest !== 'monotonic' && latest !== 'always') throw new ValidationError('options.latest', "expected 'monotonic' or 'always'");
@@ -166,7 +167,7 @@ export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStor
   if (keyLocking && !isUpstash(options.client)) throw new ValidationError('options.upstash.keyLocking', 'needs an @upstash/redis client (stock Redis rejects the flag)');
   const persister = keyLocking ? keyLockingPersistScript : persistScript;
 
-  const clock = (at: At | undefined) => checkInteger('now', at?.now ?? Date.now(), 0);
+  const clock = (at: At | undefined) => checkInteger('now', checkObject('at', at, '{ now? }').now ?? Date.now(), 0);
 
   function persistCall(s: ValidSnapshot, now: number): ScriptCall {
     const keys = [
@@ -259,8 +260,9 @@ export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStor
       const [found] = await readMany([readCall(checkName('region', region), checkId('id', id), clock(at))]);
       return found!;
     },
-    async list(region, options = {}) {
+    async list(region, listOptions) {
       checkName('region', region);
+      const options = checkObject('options', listOptions, '{ since?, until?, limit?, now? }');
       const cutoff = clock(options) - retentionMs;
       const since = checkInteger('options.since', options.since ?? 0, 0);
       const until = checkInteger('options.until', options.until ?? Number.MAX_SAFE_INTEGER, 0);

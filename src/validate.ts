@@ -41,6 +41,13 @@ export function checkId(field: string, value: unknown): string {
   return value;
 }
 
+/** An optional argument that must be an object when given: undefined → {}. */
+export function checkObject<T extends object>(field: string, value: T | undefined, shape: string): Partial<T> {
+  if (value === undefined) return {};
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ValidationError(field, `expected ${shape}`);
+  return value;
+}
+
 export function checkInteger(field: string, value: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
     throw new ValidationError(field, `expected an integer from ${min} to ${max}`);
@@ -75,8 +82,10 @@ function payloadText(payload: unknown, maxBytes: number): string {
     try {
       text = JSON.stringify(payload);
     } catch (error) {
-      // Cycles and BigInt; the message names the culprit's type, never its contents.
-      throw new ValidationError('payload', `not serialisable to JSON (${(error as Error).message.split('\n')[0]})`);
+      // Name the cause, never quote it: a toJSON or getter may throw with payload text.
+      const message = error instanceof TypeError ? error.message : '';
+      const cause = /circular/i.test(message) ? 'it contains a cycle' : /BigInt/.test(message) ? 'it contains a BigInt' : 'a toJSON method or getter threw';
+      throw new ValidationError('payload', `not serialisable to JSON: ${cause} (expected a JSON object or array)`);
     }
   }
   // Readers must get back what they can tell apart from a string reply: an object or an array.
