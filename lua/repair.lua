@@ -145,7 +145,10 @@ for _, id in ipairs(members) do
       else checkExpiry(byId, at, 'by-id key of ' .. id) end
       if owns then
         local stale = hasTs and hasId and redis.call('GET', ts) ~= (tsHolds == 'id' and id or redis.call('GET', byId))
-        if stale then find('payload-mismatch', 'the timestamp key does not hold what the by-id key of ' .. id .. ' does', byId, ts) end
+        if stale then
+          local wanted = tsHolds == 'id' and 'its id' or 'the payload of its by-id key'
+          find('payload-mismatch', 'the timestamp key of ' .. id .. ' does not hold ' .. wanted, byId, ts)
+        end
         if not hasTs or stale then
           if tsHolds == 'id' then write('SET', ts, id, 'PXAT', at)
           else write('COPY', byId, ts, 'REPLACE'); write('PEXPIREAT', ts, at) end

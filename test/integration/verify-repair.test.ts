@@ -7,7 +7,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Redis } from 'ioredis';
-import { createSnapshotStore, type Finding, type SnapshotStore } from '../../src/index.js';
+import { createSnapshotStore, type Finding, type SnapshotStore, type SnapshotStoreOptions } from '../../src/index.js';
 import { clientKinds, type ClientKind } from '../support/clients.js';
 import { dumpKeyspace, violations } from '../support/keyspace.js';
 import { legacyPersist, legacyPipeline } from '../support/legacy.js';
@@ -58,13 +58,14 @@ const classes = (findings: Finding[], region: string) => findings.filter((f) => 
 
 /** The suite, once per client kind: verify and repair must hold whichever client carries them. */
 function defineSuite(kind: ClientKind): void {
-  const test = suite<{ redis: RedisServer; raw: Redis; proxy: TcpProxy; store: SnapshotStore; close: () => Promise<void> }>(`verify and repair [${kind.name}]`);
+  const test = suite<{ redis: RedisServer; raw: Redis; proxy: TcpProxy; store: SnapshotStore; client: SnapshotStoreOptions['client']; close: () => Promise<void> }>(`verify and repair [${kind.name}]`);
 
   test.before(async (ctx) => {
     ctx.redis = await startRedis();
     ctx.raw = ctx.redis.client();
     ctx.proxy = await TcpProxy.start(ctx.redis.port);
     const { client, close } = await kind.connect(ctx.redis);
+    ctx.client = client;
     ctx.close = close;
     ctx.store = createSnapshotStore({ client, ...kind.storeOptions });
   });
@@ -163,6 +164,39 @@ function defineSuite(kind: ClientKind): void {
     assert.equal(again.findings, []);
     assert.equal(again.changes, []);
     assert.equal(await dumpKeyspace(raw), after, 'a second repair is a no-op');
+  });
+
+  test("one-copy layout (timestampKey 'id'): the timestamp key is checked and rebuilt as its owner's id", async ({ raw, client }) => {
+    await raw.flushall();
+    const store = createSnapshotStore({ client, ...kind.storeOptions, keys: { timestampKey: 'id' } });
+    const at = { now: NOW };
+    await store.persistMany([snap('mena', 'i1', T), snap('mena', 'i2', T + HOUR)], at);
+    await raw.set(k.ts('mena', T), 'i9', 'KEEPTTL');
+    await raw.del(k.ts('mena', T + HOUR));
+    // A legacy-shaped write of i3 cut before its ZADD, in this layout.
+    await raw.set(k.ts('mena', T + 2 * HOUR), 'i3', 'EX', 7_776_000);
+    await raw.set(k.byId('i3'), payload('mena', 'i3', T + 2 * HOUR), 'EX', 7_776_000);
+    await raw.set(k.latest('mena'), 'i3', 'EX', 7_776_000);
+    const { findings } = await store.verify('mena', at);
+    assert.equal(findings.map((f) => f.class).sort(), [
+      'latest-not-indexed',
+      'member-missing-payload',
+      'orphan-payload',
+      'orphan-payload',
+      'payload-mismatch',
+      'ttl-misaligned',
+      'ttl-misaligned',
+    ]);
+    await store.repair('mena', at);
+    assert.equal((await store.verify('mena', at)).findings, []);
+    assert.is(await raw.get(k.ts('mena', T)), 'i1');
+    assert.is(await raw.get(k.ts('mena', T + HOUR)), 'i2');
+    assert.is(await raw.pexpiretime(k.ts('mena', T + HOUR)), T + HOUR + RETENTION);
+    assert.is(await raw.zscore(k.index('mena'), 'i3'), String(T + 2 * HOUR));
+    assert.is((await store.readLatest('mena', at))?.id, 'i3');
+    const after = await dumpKeyspace(raw);
+    assert.equal((await store.repair('mena', at)).changes, []);
+    assert.equal(await dumpKeyspace(raw), after);
   });
 
   test('repair never deletes the payload latest names when nothing can replace it', async ({ raw, store }) => {
