@@ -2,6 +2,7 @@
   Check one region's keys against the invariants of persist.lua and, in "repair" mode, bring them
   back in line, in one call. The plan is computed from reads only; writes start after it is
   complete (validate, then write). "verify" mode returns the same findings and plan, writes nothing.
+  Needs Redis >= 7.0 (PEXPIRETIME).
 
   Input:
     KEYS[1] latest key   string: bare id of the region's newest snapshot
@@ -33,7 +34,10 @@
 
   What repair does, and what it never does:
     - a member without its by-id key gets it back from the timestamp key's copy when there is
-      one, else it is unreadable and leaves the index; members outside the window leave it;
+      one, else it is unreadable and leaves the index;
+    - a member outside the window whose payload outlived it (legacy TTLs) leaves the index and
+      its payload keys are deleted; one whose payloads are gone is no drift (the next persist
+      prunes it) and is left alone;
     - a timestamp key and a by-id key with no member that belong together (the same payload, or
       the timestamp key holds that id: a legacy pipeline cut between its SETs and its ZADD) are
       indexed together if inside the window;
