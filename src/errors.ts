@@ -97,7 +97,7 @@ export function toSnapshotError(error: unknown): SnapshotError {
   if (word && transientReplies.has(word)) return new RedisError(word, text, true);
   const code = (error as { code?: unknown } | null)?.code;
   if (typeof code === 'string' && transientSocketCodes.has(code)) return new RedisError(code, text, true);
-  if (/Connection is closed|Command timed out|fetch failed|socket hang up|Stream isn't writeable/i.test(text)) {
+  if (/Connection is closed|Command timed out|fetch failed|socket hang up|Stream isn't writeable|max retries per request/i.test(text)) {
     return new RedisError('CONNECTION', text, true);
   }
   return new RedisError(word ?? 'REDIS', text, false);

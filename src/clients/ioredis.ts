@@ -7,8 +7,11 @@ export function isIoredis(client: unknown): client is Redis | Cluster {
   return typeof c === 'object' && c !== null && typeof c.isCluster === 'boolean' && typeof c.pipeline === 'function' && typeof c.call === 'function';
 }
 
-/** Staged payloads outlive a failed call (e.g. NOSCRIPT inside EXEC) by this long at most. */
-const STAGE_TTL_MS = '60000';
+/**
+ * Inside EXEC the script consumes the staging key at once. Only NOSCRIPT inside EXEC leaves it
+ * behind, for the EVAL fallback that follows; if that fallback never arrives, it is gone in 1 s.
+ */
+const STAGE_TTL_MS = '1000';
 
 /**
  * Sends the commands in one pipeline: one write, one round trip. Never rejects. A staged command

@@ -27,6 +27,8 @@ test('transient replies and socket errors are retryable; others are not', () => 
   }
   assert.ok((toSnapshotError(reply('connect ECONNREFUSED 127.0.0.1:1', { code: 'ECONNREFUSED' })) as RedisError).transient);
   assert.ok((toSnapshotError(reply('Connection is closed.')) as RedisError).transient);
+  // ioredis, when the server stays unreachable for maxRetriesPerRequest reconnections.
+  assert.ok((toSnapshotError(reply('Reached the max retries per request limit (which is 20). Refer to "maxRetriesPerRequest" option for details.')) as RedisError).transient);
   const oom = toSnapshotError(reply("OOM command not allowed when used memory > 'maxmemory'."));
   assert.is(oom.code, 'OOM');
   assert.is((oom as RedisError).transient, false);
