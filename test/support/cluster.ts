@@ -55,8 +55,14 @@ function covers(range: string, slot: number): boolean {
   return slot >= from! && slot <= to!;
 }
 
-async function startNode(): Promise<ClusterNode> {
-  const [port, busPort] = [await freePort(), await freePort()];
+/** Ports free right now and distinct from each other. */
+async function freePorts(count: number): Promise<number[]> {
+  const ports = new Set<number>();
+  while (ports.size < count) ports.add(await freePort());
+  return [...ports];
+}
+
+async function startNode(port: number, busPort: number): Promise<ClusterNode> {
   const container = await new GenericContainer(redisImage)
     .withNetworkMode('host')
     .withCommand([
@@ -79,7 +85,9 @@ async function startNode(): Promise<ClusterNode> {
  * (no redis-cli), returned once every node reports cluster_state:ok and every replica is in sync.
  */
 export async function startCluster(): Promise<RedisCluster> {
-  const nodes = await Promise.all(Array.from({ length: 2 * PRIMARIES }, startNode));
+  const ports = await freePorts(4 * PRIMARIES);
+  const starts = await Promise.allSettled(Array.from({ length: 2 * PRIMARIES }, (_, i) => startNode(ports[2 * i]!, ports[2 * i + 1]!)));
+  const nodes = starts.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
   const killed = new Set<ClusterNode>();
   const clients: Cluster[] = [];
   const cluster: RedisCluster = {
@@ -110,6 +118,8 @@ export async function startCluster(): Promise<RedisCluster> {
     },
   };
   try {
+    const failed = starts.find((s) => s.status === 'rejected');
+    if (failed) throw failed.reason;
     await form(nodes);
   } catch (error) {
     await cluster.stop();
