@@ -25,7 +25,7 @@ export class ValidationError extends SnapshotError {
   }
 }
 
-/** persist.lua refused the call before its first write; the keyspace is unchanged. */
+/** A script (persist.lua, repair.lua) refused the call before its first write; the keyspace is unchanged. */
 export class ScriptRefusedError extends SnapshotError {
   override name = 'ScriptRefusedError';
 }
@@ -42,10 +42,10 @@ export class RedisError extends SnapshotError {
   }
 }
 
-/** The one mapping from persist.lua's error replies (`SNAPSHOT_<CODE> <detail>`) to errors. */
+/** The one mapping from the scripts' error replies (`SNAPSHOT_<CODE> <detail>`) to errors. */
 const scriptErrors: Record<string, (detail: string) => string> = {
-  ARGS: (detail) => `persist.lua rejected argument ${detail} (a bug in this library: please report it)`,
-  WRONGTYPE: (detail) => `the ${detail} key exists with a type persist.lua does not write; nothing was written`,
+  ARGS: (detail) => `the script rejected argument ${detail} (a bug in this library: please report it)`,
+  WRONGTYPE: (detail) => `the ${detail} key exists with a type the scripts do not write; nothing was written`,
   CONFLICT: () => 'this snapshot id is already stored with another timestamp; nothing was written',
 };
 
