@@ -21,7 +21,9 @@ const STAGE_TTL_MS = '1000';
 async function execPipeline(client: Redis | Cluster, commands: readonly ScriptCommand[]): Promise<Outcome[]> {
   const pipeline = client.pipeline();
   const replyAt: number[] = [];
+  const firstAt: number[] = [];
   for (const c of commands) {
+    firstAt.push(pipeline.length);
     if (c.stage) pipeline.call('MULTI').call('SET', c.stage.key, c.stage.value, 'PX', STAGE_TTL_MS);
     pipeline.call(c.op, c.script, c.keys.length, ...c.keys, ...c.args);
     if (c.stage) pipeline.call('EXEC');
@@ -31,7 +33,8 @@ async function execPipeline(client: Redis | Cluster, commands: readonly ScriptCo
     const replies = (await pipeline.exec()) ?? [];
     return commands.map((c, i) => {
       const [error, value] = replies[replyAt[i]!] ?? [new Error('Connection is closed.'), undefined];
-      if (error) return { ok: false, error };
+      // EXECABORT names no cause: report the command refused while queued (MOVED, OOM...).
+      if (error) return { ok: false, error: (c.stage && replies.slice(firstAt[i], replyAt[i]).find(([queued]) => queued)?.[0]) || error };
       if (!c.stage) return { ok: true, value };
       // EXEC's reply: [SET's, the script's]; ioredis puts a failed command's Error in its place.
       const script = (value as unknown[] | null)?.[1];
@@ -47,7 +50,7 @@ async function execPipeline(client: Redis | Cluster, commands: readonly ScriptCo
  * sent at once. Grouped as ioredis checks it, by the slot's node set; before the client has
  * learned the slots, by slot (each pipeline then waits for the client to be ready).
  */
-async function execPerNode(client: Cluster, commands: readonly ScriptCommand[]): Promise<Outcome[]> {
+async function execGrouped(client: Cluster, commands: readonly ScriptCommand[]): Promise<Outcome[]> {
   const groups = new Map<string, number[]>();
   commands.forEach((c, i) => {
     const slot = calculateSlot(c.keys[0]!);
@@ -63,14 +66,23 @@ async function execPerNode(client: Cluster, commands: readonly ScriptCommand[]):
       members.forEach((i, j) => (outcomes[i] = replies[j]!));
     }),
   );
-  // ioredis follows a pipeline's redirection only when all its replies are the same one; after a
-  // failover or resharding each names its own slot. A pipeline of one command ioredis redirects
-  // itself, updating the client's slot map.
-  await Promise.all(
-    outcomes.map(async (outcome, i) => {
-      if (!outcome.ok && /^(?:MOVED|ASK) /.test((outcome.error as Error).message)) outcomes[i] = (await execPipeline(client, [commands[i]!]))[0]!;
-    }),
-  );
+  return outcomes;
+}
+
+const isMoved = (outcome: Outcome) => !outcome.ok && /^MOVED /.test((outcome.error as Error).message);
+
+/**
+ * After a failover or resharding a node answers MOVED (and ran nothing): the client's slot map is
+ * stale. ioredis follows a pipeline's redirection only when all its replies are the same one and
+ * none is inside MULTI, so the moved commands go again here, once, after a slot map refresh.
+ */
+async function execPerNode(client: Cluster, commands: readonly ScriptCommand[]): Promise<Outcome[]> {
+  const outcomes = await execGrouped(client, commands);
+  const moved = commands.flatMap((_, i) => (isMoved(outcomes[i]!) ? [i] : []));
+  if (moved.length === 0) return outcomes;
+  await new Promise<void>((resolve) => client.refreshSlotsCache(() => resolve()));
+  const again = await execGrouped(client, moved.map((i) => commands[i]!));
+  moved.forEach((i, j) => (outcomes[i] = again[j]!));
   return outcomes;
 }
 

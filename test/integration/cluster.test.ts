@@ -3,6 +3,7 @@
  * 'cluster' key schema, including a primary killed under load. Keys are read back from the node
  * that owns them, with plain commands.
  */
+import { readFileSync } from 'node:fs';
 import calculateSlot from 'cluster-key-slot';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -19,6 +20,8 @@ const NOW = Date.now();
 const T = Math.floor((NOW - DAY) / 900_000) * 900_000;
 const REGIONS = ['mena', 'east-asia', 'europe', 'north-america', 'south-asia', 'latam', 'sub-saharan-africa', 'global'];
 const schema = keySchemas.cluster;
+// About 40 KB: above the staging threshold, so persists go as MULTI, SET staging key, EVALSHA, EXEC.
+const fixture = JSON.parse(readFileSync(new URL('../fixtures/regional-snapshot-mena.json', import.meta.url), 'utf8')) as object;
 
 function snap(region: string, id: string, timestamp: number, trigger?: string): SnapshotInput {
   const input: SnapshotInput = { region, id, timestamp, payload: { region_id: region, id, generated_at: timestamp } };
@@ -157,7 +160,11 @@ test('failover: a primary killed under load, its replica promoted, persists go o
   for (let round = 1, clean = 0; round <= 400 && clean < 10; round++) {
     const startedAt = Date.now();
     // Newer than anything the earlier tests wrote, so each round moves latest.
-    const batch = REGIONS.map((r) => snap(r, `${r}-f${round}`, T + 3_600_000 + round * 1000));
+    const batch = REGIONS.map((r, i) => {
+      const input = snap(r, `${r}-f${round}`, T + 3_600_000 + round * 1000);
+      // Half the regions carry a realistic payload (staged), half a small one (inline).
+      return i % 2 === 0 ? { ...input, payload: { ...fixture, region_id: r } } : input;
+    });
     const results = await store.persistMany(batch, { now: NOW });
     const inWindow = killedAt > 0 && recoveredAt === 0;
     tally.rounds += 1;
