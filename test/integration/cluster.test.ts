@@ -156,8 +156,9 @@ test('failover: a primary killed under load, its replica promoted, persists go o
   let recoveredAt = 0;
   const promoted = async () => ((await replica.admin.call('ROLE')) as [string])[0] === 'master';
 
-  // Bounded: at most 400 rounds, stops 10 clean rounds after the promotion.
-  for (let round = 1, clean = 0; round <= 400 && clean < 10; round++) {
+  // Bounded: at most 400 rounds and 60 s; stops 10 clean rounds after the promotion.
+  const deadline = Date.now() + 60_000;
+  for (let round = 1, clean = 0; round <= 400 && clean < 10 && Date.now() < deadline; round++) {
     const startedAt = Date.now();
     // Newer than anything the earlier tests wrote, so each round moves latest.
     const batch = REGIONS.map((r, i) => {
