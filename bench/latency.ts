@@ -7,7 +7,7 @@ import { TcpProxy } from '../test/support/proxy.js';
 import type { RedisServer } from '../test/support/redis.js';
 import { startUpstashServer } from '../test/support/upstash-server.js';
 import { median, REGIONS, type SnapshotSource } from './measure.js';
-import { RETENTION_MS, type BenchSnapshot } from './strategies.js';
+import { asText, RETENTION_MS, type BenchSnapshot } from './strategies.js';
 
 /** Added by the proxy to each direction: 20 ms of round-trip time. */
 export const DELAY_MS = 10;
@@ -48,7 +48,7 @@ async function tcpLink(redis: RedisServer): Promise<Link> {
   return {
     transport: 'TCP',
     store: createSnapshotStore({ client, retentionMs: RETENTION_MS }),
-    legacyPersist: (s) => legacyPersist(client, s),
+    legacyPersist: (s) => legacyPersist(client, asText(s)),
     get: (key) => client.get(key),
     async close() {
       client.disconnect();
@@ -94,7 +94,7 @@ async function httpLink(redis: RedisServer): Promise<Link> {
  * round-trip time: over TCP with ioredis and over HTTP with @upstash/redis. Each case alternates
  * legacy and module `reps` times; times are medians.
  */
-export async function latencyScenario(redis: RedisServer, source: SnapshotSource, payload: string, reps: number): Promise<LatencyCase[]> {
+export async function latencyScenario(redis: RedisServer, source: SnapshotSource, payload: object, reps: number): Promise<LatencyCase[]> {
   const results: LatencyCase[] = [];
   for (const open of [tcpLink, httpLink]) {
     const link = await open(redis);

@@ -8,13 +8,13 @@ export class SnapshotSource {
   private seq = 0;
   private readonly start = Date.now() - 3_600_000;
 
-  next(payload: string, region = REGIONS[this.seq % REGIONS.length]!): BenchSnapshot {
+  next(payload: object, region = REGIONS[this.seq % REGIONS.length]!): BenchSnapshot {
     const n = this.seq++;
     return { region, id: `bench-${this.start}-${n}`, timestamp: this.start + n, trigger: `t${n}`, payload };
   }
 
   /** One snapshot of each of the seeder's 8 regions. */
-  regions(payload: string): BenchSnapshot[] {
+  regions(payload: object): BenchSnapshot[] {
     return REGIONS.map((region) => this.next(payload, region));
   }
 }
@@ -58,7 +58,7 @@ export async function runBatch(batch: {
   persist: (s: BenchSnapshot) => Promise<unknown>;
   control: Redis;
   source: SnapshotSource;
-  payload: string;
+  payload: object;
   count: number;
   inflight: number;
 }): Promise<BatchResult> {

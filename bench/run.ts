@@ -9,6 +9,7 @@ import { startRedis } from '../test/support/redis.js';
 import { DELAY_MS, latencyScenario } from './latency.js';
 import { median, runBatch, SnapshotSource, type BatchResult } from './measure.js';
 import { snapshotPayload } from './payloads.js';
+import { profileScript } from './profile.js';
 import { writeReport, type Results } from './report.js';
 import { strategies } from './strategies.js';
 
@@ -35,7 +36,7 @@ const proxied = new Redis(proxy.port, '127.0.0.1');
 const source = new SnapshotSource();
 
 try {
-  const payloads = new Map(sizes.map(({ bytes }) => [bytes, snapshotPayload(bytes)]));
+  const payloads = new Map(sizes.map(({ bytes }) => [bytes, JSON.parse(snapshotPayload(bytes)) as object]));
   const bound = strategies.map((s) => ({ direct: s.bind(direct), proxied: s.bind(proxied) }));
 
   // Bytes on the wire, both directions; the first persist of each strategy also warms its path.
@@ -70,6 +71,7 @@ try {
   await control.flushall();
 
   const latency = await latencyScenario(redis, source, payloads.get(32 * KB)!, latencyReps);
+  const profile = await profileScript(control, quick ? 300 : 3000);
   const version = /^redis_version:(.+)$/m.exec(await control.info('server'))?.[1]?.trim() ?? 'unknown';
   const of = (key: string, metric: keyof BatchResult) => median(samples.get(key)!.map((r) => r[metric]));
 
@@ -105,6 +107,7 @@ try {
       }),
     ),
     latency: { rttMs: 2 * DELAY_MS, payloadBytes: 32 * KB, cases: latency },
+    profile,
   };
   results.durationS = Math.round((performance.now() - began) / 1000);
   writeReport(results);

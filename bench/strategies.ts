@@ -9,8 +9,12 @@ export interface BenchSnapshot {
   id: string;
   timestamp: number;
   trigger: string;
-  payload: string;
+  /** The seeder's document: every strategy serialises it once, as the seeder would. */
+  payload: object;
 }
+
+/** The six legacy writes take JSON text: the seeder's one JSON.stringify per persist. */
+export const asText = (s: BenchSnapshot) => ({ ...s, payload: JSON.stringify(s.payload) });
 
 export const RETENTION_MS = 7_776_000_000;
 const legacyKeys = keySchemas['worldmonitor-v1'];
@@ -49,7 +53,7 @@ export const legacy: Strategy = {
   name: 'legacy pipeline',
   module: false,
   serverCommands: ['set', 'zadd', 'zremrangebyscore', 'del'],
-  bind: (client) => (s) => legacyPersist(client, s),
+  bind: (client) => (s) => legacyPersist(client, asText(s)),
   snapshotKeys: legacySnapshotKeys,
 };
 
@@ -61,7 +65,7 @@ export const multiExec: Strategy = {
   bind: (client) => (s) => {
     // The legacy six writes, queued on a transaction that opens with the dedup claim.
     const transaction = () => client.multi().set(legacyKeys.dedup(s.region, s.trigger, dedupBucket(s)), s.id, 'EX', 900, 'NX');
-    return legacyPipeline({ pipeline: transaction } as unknown as Redis, s).exec();
+    return legacyPipeline({ pipeline: transaction } as unknown as Redis, asText(s)).exec();
   },
   snapshotKeys: legacySnapshotKeys,
 };
@@ -88,7 +92,7 @@ export const floor: Strategy = {
   name: 'floor: one SET',
   module: false,
   serverCommands: ['set'],
-  bind: (client) => (s) => client.set(legacyKeys.byId(s.region, s.id), s.payload, 'PXAT', s.timestamp + RETENTION_MS),
+  bind: (client) => (s) => client.set(legacyKeys.byId(s.region, s.id), JSON.stringify(s.payload), 'PXAT', s.timestamp + RETENTION_MS),
   snapshotKeys: (s) => [legacyKeys.byId(s.region, s.id)],
 };
 
