@@ -1,5 +1,5 @@
 import type { Redis } from '@upstash/redis';
-import { pairs, type Connection, type Outcome } from '../connection.js';
+import { pairs, type Connection, type Outcome, type ScriptCommand } from '../connection.js';
 import { upstashRequestError } from '../errors.js';
 
 type Pipeline = ReturnType<Redis['pipeline']>;
@@ -31,6 +31,25 @@ async function sendOne(pipeline: Pipeline): Promise<unknown> {
   return outcome!.value;
 }
 
+/** Upstash refuses requests over 10 MB; JSON escaping can add a tenth to a payload's length. */
+const REQUEST_LIMIT_CHARS = 8_000_000;
+
+/** The batch cut into runs that each fit one request: one run, one request, in the usual case. */
+function underRequestLimit(commands: readonly ScriptCommand[]): ScriptCommand[][] {
+  const runs: ScriptCommand[][] = [[]];
+  let size = 0;
+  for (const c of commands) {
+    const length = [c.script, ...c.keys, ...c.args].reduce((n, part) => n + part.length, 0);
+    if (size + length > REQUEST_LIMIT_CHARS && runs.at(-1)!.length > 0) {
+      runs.push([]);
+      size = 0;
+    }
+    runs.at(-1)!.push(c);
+    size += length;
+  }
+  return runs;
+}
+
 /**
  * @upstash/redis over REST: every batch is one explicit pipeline, one HTTP request, whatever the
  * client's auto-pipelining setting (with it off, separate calls are separate requests). Replies
@@ -41,13 +60,18 @@ export function upstashConnection(client: Redis): Connection {
   return {
     // A MULTI/EXEC is a request of its own (POST /multi-exec): it cannot share a batch's request.
     staging: false,
-    evalMany(commands) {
-      const pipeline = client.pipeline();
-      for (const c of commands) {
-        if (c.op === 'eval') pipeline.eval(c.script, [...c.keys], [...c.args]);
-        else pipeline.evalsha(c.script, [...c.keys], [...c.args]);
-      }
-      return send(pipeline);
+    async evalMany(commands) {
+      const requests = await Promise.all(
+        underRequestLimit(commands).map((batch) => {
+          const pipeline = client.pipeline();
+          for (const c of batch) {
+            if (c.op === 'eval') pipeline.eval(c.script, [...c.keys], [...c.args]);
+            else pipeline.evalsha(c.script, [...c.keys], [...c.args]);
+          }
+          return send(pipeline);
+        }),
+      );
+      return requests.flat();
     },
     async rangeByScoreDesc(key, min, max, count) {
       const [outcome] = await send(client.pipeline().zrange(key, max, min, { byScore: true, rev: true, offset: 0, count, withScores: true }));

@@ -152,6 +152,16 @@ for (const [name, options] of [
   });
 }
 
+test('a batch over the 10 MB request limit goes as several requests, each under it', async ({ server, raw }) => {
+  const upstash = store(client(server));
+  // Three regions with 3.5 MB each: 10.5 MB in all, over the server's (Upstash's) 10 MB limit.
+  const big = ['mena', 'europe', 'latam'].map((region) => ({ ...snap(`big-${region}`, region), payload: { region_id: region, filler: 'y'.repeat(3_500_000) } }));
+  const settled = await upstash.persistMany(big, { now: NOW });
+  assert.equal(settled.map((r) => r.status === 'fulfilled' && r.value.status), ['persisted', 'persisted', 'persisted']);
+  assert.equal(server.requests, { '/pipeline': 2 });
+  for (const s of big) await assertStored(raw, s);
+});
+
 /** Fails unless neither the message nor anything the error carries holds a secret. */
 function assertClean(error: unknown, secrets: readonly string[]): void {
   assert.instance(error, SnapshotError);
