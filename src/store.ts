@@ -4,7 +4,8 @@ import type { Redis as UpstashRedis } from '@upstash/redis';
 import { connect } from './clients/index.js';
 import { isUpstash } from './clients/upstash.js';
 import type { Outcome } from './connection.js';
-import { RedisError, ValidationError, toSnapshotError } from './errors.js';
+import { ValidationError, toSnapshotError } from './errors.js';
+import { decodePersist, decodeRead } from './replies.js';
 import { byIdTemplate, resolveKeySchema, type KeySchema, type KeySchemaName } from './keys.js';
 import { persistKeyLockingLua, persistLua, readLua } from './lua.generated.js';
 import { resolveRetry, type RetryPolicy } from './retry.js';
@@ -101,33 +102,9 @@ export interface RepairOptions extends At {
 const DAY_MS = 86_400_000;
 /** Staged transfer pays for itself from this payload length on (BENCHMARKS.md). */
 const STAGE_FROM = 4_096;
-const statuses: Record<number, PersistStatus> = { 1: 'persisted', 2: 'replayed', 3: 'duplicate', 4: 'expired' };
 const persistScript = new Script(persistLua.text, persistLua.sha);
 const keyLockingPersistScript = new Script(persistKeyLockingLua.text, persistKeyLockingLua.sha);
 const readScript = new Script(readLua.text, readLua.sha);
-
-function badReply(): never {
-  throw new RedisError('BAD_REPLY', 'unexpected reply shape from the server', false);
-}
-
-function decodePersist(value: unknown): PersistResult {
-  if (!Array.isArray(value) || value.length !== 3) badReply();
-  const status = statuses[Number(value[0])];
-  if (!status) badReply();
-  return { status, latestAdvanced: Number(value[1]) === 1, pruned: Number(value[2]) };
-}
-
-/**
- * read.lua's reply. A client that JSON-parses strings (@upstash/redis by default) hands the id
- * over as a number, boolean or null when it reads like one, and the payload as an object or
- * array: String() restores the first exactly, and a payload is never a bare JSON string.
- */
-function decodeRead(value: unknown): StoredSnapshot | null {
-  if (value === null) return null;
-  if (!Array.isArray(value) || value.length !== 3) badReply();
-  const [id, timestamp, payload] = value;
-  return { id: String(id), timestamp: Number(timestamp), payload: typeof payload === 'string' ? JSON.parse(payload) : payload };
-}
 
 /** Redis Cluster runs a script only if all its keys share a hash slot; a custom schema may not. */
 function checkOneSlot(keys: readonly string[]): void {
