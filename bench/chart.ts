@@ -44,8 +44,10 @@ function panelSvg(panel: Panel, x0: number): string {
 /** Panels side by side, with one legend for the series (the same in every panel). */
 export function chartSvg(panels: readonly Panel[]): string {
   const names = panels[0]?.series.map((s) => s.name) ?? [];
+  // Each entry as wide as its label (about 6.5 px a character at 11 px).
+  const starts = names.map((_, k) => names.slice(0, k).reduce((x, name) => x + 28 + name.length * 6.5, 10));
   const legend = names.map(
-    (name, k) => `<rect x="${10 + k * 150}" y="${H + 6}" width="10" height="10" fill="${COLORS[k % COLORS.length]}"/><text x="${24 + k * 150}" y="${H + 15}">${esc(name)}</text>`,
+    (name, k) => `<rect x="${starts[k]}" y="${H + 6}" width="10" height="10" fill="${COLORS[k % COLORS.length]}"/><text x="${starts[k]! + 14}" y="${H + 15}">${esc(name)}</text>`,
   );
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W * panels.length}" height="${H + 24}" font-family="sans-serif" font-size="11">`,
