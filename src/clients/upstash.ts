@@ -74,9 +74,7 @@ export function upstashConnection(client: Redis): Connection {
       return requests.flat();
     },
     async rangeByScoreDesc(key, min, max, count) {
-      const [outcome] = await send(client.pipeline().zrange(key, max, min, { byScore: true, rev: true, offset: 0, count, withScores: true }));
-      if (!outcome!.ok) throw outcome!.error;
-      return pairs(outcome!.value as unknown[]);
+      return pairs((await sendOne(client.pipeline().zrange(key, max, min, { byScore: true, rev: true, offset: 0, count, withScores: true }))) as unknown[]);
     },
     async scan(pattern) {
       const keys: string[] = [];
