@@ -1,5 +1,4 @@
-import { checkInteger } from './validate.js';
-import { ValidationError } from './errors.js';
+import { checkInteger, checkObject } from './validate.js';
 
 /** How transient failures are retried: `attempts` retries after the first try, full jitter. */
 export interface RetryPolicy {
@@ -13,10 +12,7 @@ const noRetry: RetryPolicy = { attempts: 0, baseDelayMs: 0, maxDelayMs: 0 };
 
 export function resolveRetry(option: false | Partial<RetryPolicy> | undefined): RetryPolicy {
   if (option === false) return noRetry;
-  if (option !== undefined && (typeof option !== 'object' || option === null)) {
-    throw new ValidationError('options.retry', 'expected false or { attempts, baseDelayMs, maxDelayMs }');
-  }
-  const p = { ...defaultRetry, ...option };
+  const p = { ...defaultRetry, ...checkObject('options.retry', option, 'false or { attempts, baseDelayMs, maxDelayMs }') };
   return {
     attempts: checkInteger('options.retry.attempts', p.attempts, 0, 100),
     baseDelayMs: checkInteger('options.retry.baseDelayMs', p.baseDelayMs, 0, 60_000),
