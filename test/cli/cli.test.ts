@@ -7,7 +7,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { suite } from 'uvu';
+import { suite } from '../support/suite.js';
 import * as assert from 'uvu/assert';
 import type { Redis } from 'ioredis';
 import { dumpKeyspace } from '../support/keyspace.js';
@@ -44,7 +44,7 @@ async function state(client: Redis): Promise<Map<string, string>> {
   return dump;
 }
 
-const test = suite<{ a: RedisServer; b: RedisServer; dir: string; file: string; lines: string[] }>('snapshot-persist CLI');
+const test = suite<{ a: RedisServer; b: RedisServer; dir: string; file: string; lines: string[] }>('snapshot-persist CLI', 5);
 
 test.before(async (ctx) => {
   execFileSync('npm', ['run', 'build'], { cwd: root, stdio: 'ignore' });

@@ -4,7 +4,7 @@
  * payload, before any byte is sent: the store talks to Redis through a TcpProxy whose upstream
  * byte count must not move, and the keyspace must be unchanged.
  */
-import { suite } from 'uvu';
+import { suite } from '../support/suite.js';
 import * as assert from 'uvu/assert';
 import { Redis } from 'ioredis';
 import { createSnapshotStore, ValidationError, type SnapshotInput, type SnapshotStore, type SnapshotStoreOptions } from '../../src/index.js';
@@ -160,7 +160,7 @@ const wrongShapes: BadInput[] = [
   { name: 'payload getter throwing with payload text', field: 'payload', call: persistOne({ ...good, payload: { get x(): never { throw new Error(SECRET); } } }) },
 ];
 
-const test = suite('bad input: rejected before sending, keyspace unchanged');
+const test = suite('bad input: rejected before sending, keyspace unchanged', 4);
 let redis: RedisServer;
 let proxy: TcpProxy;
 let viaProxy: Redis;

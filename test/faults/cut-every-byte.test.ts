@@ -1,4 +1,4 @@
-import { suite } from 'uvu';
+import { suite } from '../support/suite.js';
 import * as assert from 'uvu/assert';
 import { Redis, type RedisOptions } from 'ioredis';
 import { createSnapshotStore, RedisError, type SnapshotInput } from '../../src/index.js';
@@ -9,7 +9,7 @@ import { legacyPersist, legacyPipeline } from '../support/legacy.js';
 import { TcpProxy } from '../support/proxy.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
 
-const test = suite('cut at every byte');
+const test = suite('cut at every byte', 6);
 
 const NOW = Date.now();
 const OLD = NOW - 7_200_000;

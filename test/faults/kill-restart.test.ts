@@ -1,12 +1,12 @@
-import { suite } from 'uvu';
+import { suite } from '../support/suite.js';
 import * as assert from 'uvu/assert';
 import type { Redis } from 'ioredis';
 import { createSnapshotStore } from '../../src/index.js';
-import { REGIONS, RETENTION_MS, killRedis, restartRedis, sleep, snapshotOf } from '../support/faults.js';
+import { REGIONS, RETENTION_MS, sleep, snapshotOf } from '../support/faults.js';
 import { violations } from '../support/keyspace.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
 
-const test = suite('kill -9 under load');
+const test = suite('kill -9 under load', 1);
 
 const CYCLES = 5;
 const WORKERS = 4;
@@ -75,9 +75,9 @@ test('SIGKILL while 4 clients persist across 8 regions loses no acknowledged per
     let stop = false;
     const workers = load(() => stop);
     await sleep(between(200, 800));
-    await killRedis(redis);
+    await redis.kill();
     await sleep(between(50, 300));
-    await restartRedis(redis);
+    await redis.start();
     stop = true;
     await Promise.all(workers);
     lost = await lostOf(acked);

@@ -18,7 +18,7 @@
  * `FC_SEED=<seed> FC_PATH=<path> FC_REPLAY_PATH=<replayPath>` replays the shrunk counterexample
  * alone. `FC_RUNS=<n>` changes the number of runs (default 40).
  */
-import { suite } from 'uvu';
+import { suite } from '../support/suite.js';
 import * as assert from 'uvu/assert';
 import { isDeepStrictEqual as isEqual } from 'node:util';
 import fc, { type AsyncCommand } from 'fast-check';
@@ -295,7 +295,7 @@ const commands = fc.commands(
   { maxCommands: 40, size: 'max', ...(process.env.FC_REPLAY_PATH ? { replayPath: process.env.FC_REPLAY_PATH } : {}) },
 );
 
-const test = suite('model-based: persist, clock and reads against the model');
+const test = suite('model-based: persist, clock and reads against the model', 1);
 let redis: RedisServer;
 let client: Redis;
 

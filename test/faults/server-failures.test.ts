@@ -1,13 +1,13 @@
 import { once } from 'node:events';
-import { suite } from 'uvu';
+import { suite } from '../support/suite.js';
 import * as assert from 'uvu/assert';
 import type { Redis } from 'ioredis';
 import { createSnapshotStore, RedisError, type RetryPolicy, type SnapshotStore } from '../../src/index.js';
-import { RETENTION_MS, killRedis, restartRedis, sameKeyspace, sleep, snapshotOf } from '../support/faults.js';
+import { RETENTION_MS, sameKeyspace, sleep, snapshotOf } from '../support/faults.js';
 import { dumpKeyspace, violations } from '../support/keyspace.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
 
-const test = suite('server-side failures');
+const test = suite('server-side failures', 6);
 
 const NOW = Date.now();
 /** Retries spread over about a second: longer than the faults below last once they are lifted. */
@@ -166,11 +166,11 @@ test('connection refused: a transient typed error after retries, persisted once 
     await store.persist(fresh(0), { now: NOW });
     const before = await dumpKeyspace(direct);
     const closed = once(client, 'close');
-    await killRedis(durable);
+    await durable.kill();
     await closed;
     const error = await failure(store, 1);
     assert.ok(error.transient, error.code);
-    await restartRedis(durable);
+    await durable.start();
     assert.ok(sameKeyspace(await dumpKeyspace(direct), before, 0), 'nothing was written while the server was down');
     const retrying = createSnapshotStore({ client, retry: { attempts: 10, baseDelayMs: 100, maxDelayMs: 1_000 } });
     assert.is((await retrying.persist(fresh(1), { now: NOW })).status, 'persisted');

@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import calculateSlot from 'cluster-key-slot';
-import { suite } from 'uvu';
+import { suite } from '../support/suite.js';
 import * as assert from 'uvu/assert';
 import type { Cluster } from 'ioredis';
 import { createSnapshotStore, keySchemas, RedisError, ValidationError, type PersistResult, type SnapshotInput, type SnapshotStore } from '../../src/index.js';
@@ -56,7 +56,7 @@ async function clusterViolations(cluster: RedisCluster, now = NOW): Promise<stri
   return found;
 }
 
-const test = suite<{ cluster: RedisCluster; client: Cluster; store: SnapshotStore }>(`cluster [${redisImage}]`);
+const test = suite<{ cluster: RedisCluster; client: Cluster; store: SnapshotStore }>(`cluster [${redisImage}]`, 6);
 
 test.before(async (ctx) => {
   ctx.cluster = await startCluster();

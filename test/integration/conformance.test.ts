@@ -3,7 +3,7 @@
  * real Redis. Every test reads the keyspace itself: values, absolute expiry times, scores.
  */
 import { readFileSync } from 'node:fs';
-import { suite } from 'uvu';
+import { suite } from '../support/suite.js';
 import * as assert from 'uvu/assert';
 import type { Redis } from 'ioredis';
 import {
@@ -48,6 +48,7 @@ function snap(id: string, timestamp: number, region = 'mena', extra: { trigger?:
 for (const kind of clientKinds) {
   const test = suite<{ redis: RedisServer; raw: Redis; client: SnapshotStoreOptions['client']; close: () => Promise<void>; store: SnapshotStore }>(
     `conformance [${kind.name}]`,
+    28,
   );
   const store = (ctx: { client: SnapshotStoreOptions['client'] }, options: Omit<SnapshotStoreOptions, 'client'> = {}) =>
     createSnapshotStore({ ...kind.storeOptions, client: ctx.client, ...options });
@@ -369,7 +370,7 @@ for (const kind of clientKinds) {
 
   test('NOSCRIPT after a server restart: the next persist succeeds', async ({ redis, raw, store }) => {
     await store.persist(snap('a1', T), { now: NOW });
-    await redis.container.restart();
+    await redis.restart();
     await raw.ping(); // reconnected
     assert.is((await raw.dbsize()), 0);
     assert.is((await store.persist(snap('a2', T + 900_000), { now: NOW })).status, 'persisted');
@@ -380,7 +381,7 @@ for (const kind of clientKinds) {
   test.run();
 }
 
-const sha = suite('shipped SHA1s');
+const sha = suite('shipped SHA1s', 1);
 sha('SCRIPT LOAD on a real server returns the shipped SHA1 of each script', async () => {
   const { persistLua, readLua } = await import('../../src/lua.generated.js');
   const redis = await startRedis();

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { suite } from 'uvu';
+import { suite } from '../support/suite.js';
 import * as assert from 'uvu/assert';
 import { Redis as UpstashRedis } from '@upstash/redis';
 import type { Redis as IoRedis } from 'ioredis';
@@ -7,7 +7,7 @@ import { startRedis, type RedisServer } from '../support/redis.js';
 import { startUpstashServer, type UpstashServer } from '../support/upstash-server.js';
 
 /** Pins the test server to the Upstash REST protocol as DESIGN.md states it. */
-const test = suite<{ redis: RedisServer; server: UpstashServer; raw: IoRedis }>('upstash test server');
+const test = suite<{ redis: RedisServer; server: UpstashServer; raw: IoRedis }>('upstash test server', 16);
 const token = 'server-test-token';
 
 test.before(async (ctx) => {

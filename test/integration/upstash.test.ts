@@ -4,7 +4,7 @@
  * test server on a real Redis; every test reads the keyspace itself.
  */
 import { createHash } from 'node:crypto';
-import { suite } from 'uvu';
+import { suite } from '../support/suite.js';
 import * as assert from 'uvu/assert';
 import { Redis as UpstashRedis, type RedisConfigNodejs } from '@upstash/redis';
 import type { Redis as IoRedis } from 'ioredis';
@@ -45,7 +45,7 @@ async function assertStored(raw: IoRedis, s: SnapshotInput): Promise<void> {
   assert.is(await raw.pexpiretime(k.byId(s.id)), s.timestamp + RETENTION);
 }
 
-const test = suite<{ redis: RedisServer; server: UpstashServer; raw: IoRedis }>('@upstash/redis adapter');
+const test = suite<{ redis: RedisServer; server: UpstashServer; raw: IoRedis }>('@upstash/redis adapter', 13);
 
 /** A client of the test server; `options` as a caller might set them. */
 function client(server: UpstashServer, options: Partial<RedisConfigNodejs> = {}) {

@@ -4,7 +4,7 @@
  * window whose payloads outlived them. verify must name exactly those; repair must fix them in
  * one go, leave consistent regions alone, and do nothing the second time.
  */
-import { suite } from 'uvu';
+import { suite } from '../support/suite.js';
 import * as assert from 'uvu/assert';
 import { Redis } from 'ioredis';
 import { createSnapshotStore, type Finding, type SnapshotStore, type SnapshotStoreOptions } from '../../src/index.js';
@@ -58,7 +58,7 @@ const classes = (findings: Finding[], region: string) => findings.filter((f) => 
 
 /** The suite, once per client kind: verify and repair must hold whichever client carries them. */
 function defineSuite(kind: ClientKind): void {
-  const test = suite<{ redis: RedisServer; raw: Redis; proxy: TcpProxy; store: SnapshotStore; client: SnapshotStoreOptions['client']; close: () => Promise<void> }>(`verify and repair [${kind.name}]`);
+  const test = suite<{ redis: RedisServer; raw: Redis; proxy: TcpProxy; store: SnapshotStore; client: SnapshotStoreOptions['client']; close: () => Promise<void> }>(`verify and repair [${kind.name}]`, 4);
 
   test.before(async (ctx) => {
     ctx.redis = await startRedis();

@@ -1,37 +1,40 @@
 #!/usr/bin/env bash
 # The compatibility matrix: the conformance and cluster suites once per server, each in a local
-# image (bookworm: Redis 7.0; trixie: Redis 8.0 and Valkey 8.1). Prints each server's version,
-# result and time, then one closing "matrix: N passed, N failed" line (counted in tests).
-set -uo pipefail
+# image (bookworm: Redis 7.0; trixie: Redis 8.0 and Valkey 8.1), through test/run.ts. Prints, per
+# server, its version, passed / failed / not run and time, then one closing
+# "matrix: N passed, N failed" line (a declared test that never ran counts as failed).
+set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-bookworm=$(bash test/support/bootstrap.sh) || exit 1
+bookworm=$(bash test/support/bootstrap.sh)
 started=$(date +%s)
-mapfile -t trixie < <(bash test/support/build-images.sh) || exit 1
+trixie_images=$(bash test/support/build-images.sh)
+mapfile -t trixie <<<"$trixie_images"
 echo "matrix: images ready in $(( $(date +%s) - started )) s"
 
+totals=$(mktemp)
+trap 'rm -f "$totals"' EXIT
 # image, server binary inside it
 servers=("$bookworm redis-server" "${trixie[0]} redis-server" "${trixie[1]} valkey-server")
-passed=0 failed=0 summary=()
+summary=()
 for entry in "${servers[@]}"; do
   read -r image bin <<<"$entry"
   version=$(docker run --rm "$image" "$bin" --version | grep -o 'v=[0-9.]*')
-  log=$(mktemp)
   started=$(date +%s)
-  REDIS_IMAGE=$image REDIS_SERVER_BIN=$bin node --import tsx node_modules/uvu/bin.js test '(conformance|cluster)\.test\.ts$' >"$log" 2>&1
-  status=$?
+  REDIS_IMAGE=$image REDIS_SERVER_BIN=$bin TEST_TOTALS_FILE=$totals \
+    node --import tsx test/run.ts '(conformance|cluster)\.test\.ts$' --label "matrix $bin $version" || true
   seconds=$(( $(date +%s) - started ))
-  cat "$log"
-  total=$(sed 's/\x1b\[[0-9;]*m//g' "$log" | awk '/Total:/ { print $2 }')
-  ok=$(sed 's/\x1b\[[0-9;]*m//g' "$log" | awk '/Passed:/ { print $2 }')
-  total=${total:-0} ok=${ok:-0}
-  # A suite that crashed before uvu's summary counts as one failure.
-  if [ "$status" -ne 0 ] && [ "$ok" -eq "$total" ]; then total=$(( total + 1 )); fi
-  passed=$(( passed + ok )) failed=$(( failed + total - ok ))
-  summary+=("$(printf '%-34s %-14s %-8s %3d/%-3d passed  %4d s' "$image" "$bin" "$version" "$ok" "$total" "$seconds")")
-  rm -f "$log"
+  # The runner appended {label, passed, failed, notRun, other}; none means it never got that far.
+  line=$(grep -F "\"matrix $bin $version\"" "$totals" || echo '{"passed":0,"failed":0,"notRun":0,"other":1}')
+  read -r p f n o < <(node -e 'const t = JSON.parse(process.argv[1]); console.log(t.passed, t.failed, t.notRun, t.other)' "$line")
+  summary+=("$(printf '%-34s %-14s %-8s %4d passed %3d failed %3d not run %2d other  %4d s' "$image" "$bin" "$version" "$p" "$f" "$n" "$o" "$seconds")")
 done
 printf '\nmatrix results\n'
 printf '  %s\n' "${summary[@]}"
-echo "matrix: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+node -e '
+  const lines = require("fs").readFileSync(process.argv[1], "utf8").trim().split("\n").filter(Boolean).map((l) => JSON.parse(l));
+  const passed = lines.reduce((n, t) => n + t.passed, 0);
+  const failed = lines.reduce((n, t) => n + t.failed + t.notRun + t.other, 0) + (3 - lines.length);
+  console.log(`matrix: ${passed} passed, ${failed} failed`);
+  process.exitCode = failed === 0 ? 0 : 1;
+' "$totals"

@@ -1,9 +1,9 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import calculateSlot from 'cluster-key-slot';
-import { GenericContainer, Wait, type StartedTestContainer } from 'testcontainers';
+import { GenericContainer, type StartedTestContainer } from 'testcontainers';
 import { Cluster, Redis, type ClusterOptions } from 'ioredis';
-import { freePort, redisImage, redisServerBin } from './redis.js';
+import { answersPing, freePort, redisImage, redisServerBin } from './redis.js';
 
 /** One server of the cluster, with a plain (non-cluster) client of its own. */
 export interface ClusterNode {
@@ -72,7 +72,7 @@ async function startNode(port: number, busPort: number): Promise<ClusterNode> {
       // A replica may take over however long it was disconnected: the test decides when.
       '--cluster-replica-validity-factor', '0',
     ])
-    .withWaitStrategy(Wait.forLogMessage('Ready to accept connections'))
+    .withWaitStrategy(answersPing(port))
     .start();
   const admin = new Redis(port, '127.0.0.1', { retryStrategy: () => null });
   admin.on('error', () => {}); // its node may be killed; commands still reject

@@ -1,10 +1,6 @@
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import type { Redis } from 'ioredis';
 import type { SnapshotInput } from '../../src/index.js';
-import type { RedisServer } from './redis.js';
 
-const run = promisify(execFile);
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** The seeder's eight regions. */
@@ -63,24 +59,3 @@ export async function awaitClients(admin: Redis, count: number): Promise<void> {
   }
 }
 
-/** SIGKILL the Redis process: no shutdown, no final AOF rewrite, sockets reset. */
-export async function killRedis(redis: RedisServer): Promise<void> {
-  await run('docker', ['kill', '-s', 'KILL', redis.container.getId()]);
-}
-
-/** Starts the same container again (same data directory, same port) and waits until it answers PING. */
-export async function restartRedis(redis: RedisServer): Promise<void> {
-  await run('docker', ['start', redis.container.getId()]);
-  const probe = redis.client({ retryStrategy: () => 20, maxRetriesPerRequest: null });
-  try {
-    for (;;) {
-      try {
-        if ((await probe.ping()) === 'PONG') return;
-      } catch {
-        await sleep(20); // LOADING while the AOF is replayed
-      }
-    }
-  } finally {
-    probe.disconnect();
-  }
-}

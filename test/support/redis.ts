@@ -1,5 +1,7 @@
 import { createServer } from 'node:net';
-import { GenericContainer, Wait, type StartedTestContainer } from 'testcontainers';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { GenericContainer, type StartedTestContainer, type WaitStrategy } from 'testcontainers';
 import { Redis, type RedisOptions } from 'ioredis';
 
 // Containers share the host network (no bridge on the CI machine): Redis binds 127.0.0.1.
@@ -23,11 +25,65 @@ export function freePort(): Promise<number> {
   });
 }
 
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Resolves once the server on `port` answers PING with PONG (not LOADING, not refused), or
+ * rejects after `timeoutMs`. This, not a log line, is what "ready" means: after a restart Docker
+ * records the container's StartedAt only once its process runs, and Redis can print "Ready to
+ * accept connections" before that instant, so a log wait that reads the logs "since StartedAt"
+ * (testcontainers' restart()) misses the line on a busy machine and gives up after 60 s.
+ */
+export async function untilPong(port: number, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const probe = new Redis(port, '127.0.0.1', { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, enableOfflineQueue: false, connectTimeout: 1_000 });
+  probe.on('error', () => {});
+  try {
+    for (let last = 'no answer'; ; await sleep(25)) {
+      try {
+        if (probe.status !== 'ready') await probe.connect();
+        if ((await probe.ping()) === 'PONG') return;
+      } catch (error) {
+        last = (error as Error).message;
+        probe.disconnect();
+      }
+      if (Date.now() > deadline) throw new Error(`redis on port ${port} did not answer PING within ${timeoutMs} ms (last: ${last})`);
+    }
+  } finally {
+    probe.disconnect();
+  }
+}
+
+/** testcontainers' wait strategy for a server on the host network: it answers PING. */
+export function answersPing(port: number): WaitStrategy {
+  let timeoutMs = 60_000;
+  let set = false;
+  const strategy: WaitStrategy = {
+    waitUntilReady: () => untilPong(port, timeoutMs),
+    withStartupTimeout(ms) {
+      timeoutMs = ms;
+      set = true;
+      return strategy;
+    },
+    isStartupTimeoutSet: () => set,
+    getStartupTimeout: () => timeoutMs,
+  };
+  return strategy;
+}
+
+const docker = (...args: string[]) => promisify(execFile)('docker', args);
+
 export interface RedisServer {
   readonly port: number;
   readonly container: StartedTestContainer;
   /** A new ioredis client; closed by stop(). */
   client(options?: RedisOptions): Redis;
+  /** SIGKILL the server: no shutdown, no final AOF rewrite, sockets reset. */
+  kill(): Promise<void>;
+  /** Starts the same container again (same data, same port) and waits until it answers PING. */
+  start(): Promise<void>;
+  /** kill(), then start(): an empty script cache, and whatever the persistence options kept. */
+  restart(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -37,10 +93,10 @@ export async function startRedis(args: string[] = []): Promise<RedisServer> {
   const container = await new GenericContainer(redisImage)
     .withNetworkMode('host')
     .withCommand([redisServerBin, '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...args])
-    .withWaitStrategy(Wait.forLogMessage('Ready to accept connections'))
+    .withWaitStrategy(answersPing(port))
     .start();
   const clients: Redis[] = [];
-  return {
+  const server: RedisServer = {
     port,
     container,
     client(options = {}) {
@@ -49,9 +105,21 @@ export async function startRedis(args: string[] = []): Promise<RedisServer> {
       clients.push(c);
       return c;
     },
+    async kill() {
+      await docker('kill', '-s', 'KILL', container.getId());
+    },
+    async start() {
+      await docker('start', container.getId());
+      await untilPong(port);
+    },
+    async restart() {
+      await server.kill();
+      await server.start();
+    },
     async stop() {
       clients.forEach((c) => c.disconnect());
       await container.stop({ timeout: 1 });
     },
   };
+  return server;
 }

@@ -1,6 +1,8 @@
-import { test } from 'uvu';
+import { suite } from '../support/suite.js';
 import * as assert from 'uvu/assert';
 import { RedisError, ScriptRefusedError, isNoScript, toSnapshotError } from '../../src/errors.js';
+
+const test = suite('errors', 4);
 
 const reply = (message: string, extra: object = {}) => Object.assign(new Error(message), extra);
 

@@ -1,7 +1,9 @@
-import { test } from 'uvu';
+import { suite } from '../support/suite.js';
 import * as assert from 'uvu/assert';
 import { byIdTemplate, keySchemas, resolveKeySchema } from '../../src/keys.js';
 import { ValidationError } from '../../src/errors.js';
+
+const test = suite('keys', 4);
 
 test("'worldmonitor-v1' is byte-compatible with the legacy seeder's keys", () => {
   const s = keySchemas['worldmonitor-v1'];

@@ -1,8 +1,10 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { test } from 'uvu';
+import { suite } from '../support/suite.js';
 import * as assert from 'uvu/assert';
 import * as embedded from '../../src/lua.generated.js';
+
+const test = suite('lua-embed', 4);
 
 // A script cannot change without its hash: the shipped text must be the file's, the SHA1 its hash.
 // (The conformance suite checks the SHA1 against SCRIPT LOAD on a real server.)

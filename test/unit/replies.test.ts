@@ -1,7 +1,9 @@
-import { test } from 'uvu';
+import { suite } from '../support/suite.js';
 import * as assert from 'uvu/assert';
 import { RedisError } from '../../src/errors.js';
 import { decodePersist, decodeRead } from '../../src/replies.js';
+
+const test = suite('replies', 3);
 
 /** What @upstash/redis's automaticDeserialization does to every string of a reply. */
 function deserialize(value: unknown): unknown {

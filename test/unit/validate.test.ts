@@ -2,7 +2,7 @@
  * src/validate.ts and the store's option checks, without Redis: the edges of what is accepted
  * (the rejections are the corpus of test/faults/bad-input.test.ts).
  */
-import { suite } from 'uvu';
+import { suite } from '../support/suite.js';
 import * as assert from 'uvu/assert';
 import { Redis } from 'ioredis';
 import { createSnapshotStore, ValidationError } from '../../src/index.js';
@@ -23,7 +23,7 @@ function fieldOf(f: () => unknown): string | undefined {
   return undefined;
 }
 
-const test = suite('validate');
+const test = suite('validate', 7);
 
 test('names: 1 to 64 of a-z 0-9 _ -, from a letter or digit', () => {
   for (const name of ['a', '0', 'sub-saharan-africa', 'scheduled_6h', 'x'.repeat(64)]) assert.is(checkName('region', name), name);

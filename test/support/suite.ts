@@ -1,0 +1,84 @@
+/**
+ * uvu's `suite`, made to fail loudly. uvu 0.5.6 swallows an exception thrown in a `before` or
+ * `after` hook (its runner returns from a `finally`): the suite prints `(0 / N)` and the process
+ * exits 0. Here a failed setup fails every test of its suite by name, a failed teardown fails the
+ * suite, and each suite declares how many tests it has: test/run.ts checks the count that ran
+ * against it, so a suite that silently runs fewer tests than it declares fails the run.
+ */
+import { suite as uvuSuite, type Context, type Test } from 'uvu';
+
+/** One line per suite on stdout, read by test/run.ts. */
+export const REPORT_MARK = '#suite ';
+
+export interface SuiteReport {
+  name: string;
+  declared: number;
+  registered: number;
+  passed: number;
+  failed: number;
+  /** Setup or teardown errors, one line each. */
+  errors: string[];
+}
+
+const reports: SuiteReport[] = [];
+process.on('exit', () => {
+  for (const report of reports) process.stdout.write(`\n${REPORT_MARK}${JSON.stringify(report)}\n`);
+});
+
+const firstLine = (error: unknown) => (error instanceof Error ? `${error.name}: ${error.message}` : String(error)).split('\n')[0]!;
+
+export function suite<T extends Context = Context>(name: string, declared: number): Test<T> {
+  const inner = uvuSuite<T>(name);
+  const report: SuiteReport = { name, declared, registered: 0, passed: 0, failed: 0, errors: [] };
+  reports.push(report);
+  let setupError: string | undefined;
+
+  const test = ((testName: string, handler: (context: T) => unknown) => {
+    report.registered++;
+    inner(testName, async (context) => {
+      try {
+        if (setupError !== undefined) throw new Error(`setup of suite '${name}' failed: ${setupError}`);
+        await handler(context);
+        report.passed++;
+      } catch (error) {
+        report.failed++;
+        throw error;
+      }
+    });
+  }) as Test<T>;
+
+  test.before = ((hook: (context: T) => unknown) =>
+    inner.before(async (context) => {
+      try {
+        if (setupError === undefined) await hook(context);
+      } catch (error) {
+        setupError = firstLine(error);
+        report.errors.push(`before: ${setupError}`);
+      }
+    })) as Test<T>['before'];
+  test.before.each = (hook) =>
+    inner.before.each(async (context) => {
+      if (setupError === undefined) await hook(context);
+    });
+  test.after = ((hook: (context: T) => unknown) =>
+    inner.after(async (context) => {
+      try {
+        await hook(context);
+      } catch (error) {
+        report.errors.push(`after: ${firstLine(error)}`);
+        process.exitCode = 1;
+      }
+    })) as Test<T>['after'];
+  test.after.each = (hook) =>
+    inner.after.each(async (context) => {
+      if (setupError === undefined) await hook(context);
+    });
+  test.only = () => {
+    throw new Error(`suite '${name}': test.only would silently skip the others; not allowed`);
+  };
+  test.skip = () => {
+    throw new Error(`suite '${name}': test.skip would silently skip a test; not allowed`);
+  };
+  test.run = () => inner.run();
+  return test;
+}
