@@ -9,10 +9,11 @@
  *   node --import tsx test/run.ts [regex on file paths] [--label NAME]
  */
 import { spawn } from 'node:child_process';
-import { appendFileSync, readdirSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
-import { REPORT_MARK, type SuiteReport } from './support/suite.js';
+import type { SuiteReport } from './support/suite.js';
 
 const { positionals, values } = parseArgs({ allowPositionals: true, options: { label: { type: 'string', default: 'tests' } } });
 const pattern = new RegExp(positionals[0] ?? '\\.test\\.ts$');
@@ -27,35 +28,56 @@ const files = (readdirSync(root, { recursive: true }) as string[])
 interface FileResult {
   file: string;
   seconds: number;
-  exitCode: number | null;
+  exit: string;
   suites: SuiteReport[];
 }
 
-function runFile(file: string): Promise<FileResult> {
+const reportDir = mkdtempSync(join(tmpdir(), 'suite-reports-'));
+process.on('exit', () => rmSync(reportDir, { recursive: true, force: true }));
+
+/** The last report of each suite the file published (test/support/suite.ts), in order. */
+function readReports(reportFile: string): SuiteReport[] {
+  let text = '';
+  try {
+    text = readFileSync(reportFile, 'utf8');
+  } catch {}
+  const latest = new Map<string, SuiteReport>();
+  for (const line of text.split('\n')) {
+    if (line) {
+      const report = JSON.parse(line) as SuiteReport;
+      latest.set(report.name, report);
+    }
+  }
+  return [...latest.values()];
+}
+
+function runFile(file: string, index: number): Promise<FileResult> {
   const started = Date.now();
+  const reportFile = join(reportDir, `${index}.ndjson`);
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', file], { stdio: ['ignore', 'pipe', 'inherit'], detached: true });
-    const suites: SuiteReport[] = [];
-    let pending = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      pending += chunk.toString();
-      const lines = pending.split('\n');
-      pending = lines.pop()!;
-      for (const line of lines) {
-        if (line.startsWith(REPORT_MARK)) suites.push(JSON.parse(line.slice(REPORT_MARK.length)) as SuiteReport);
-        else process.stdout.write(`${line}\n`);
-      }
+    const child = spawn(process.execPath, ['--import', 'tsx', file], {
+      stdio: ['ignore', 'inherit', 'inherit'],
+      detached: true, // its own process group, so a timeout kills whatever it started
+      env: { ...process.env, SUITE_REPORT_FILE: reportFile },
     });
-    const timer = setTimeout(() => {
-      console.error(`\n${relative(root, file)}: still running after ${FILE_TIMEOUT_MS / 1000} s, killed`);
+    const stop = () => {
       try {
         process.kill(-child.pid!, 'SIGKILL');
       } catch {}
+    };
+    const interrupt = () => {
+      stop();
+      process.exit(130);
+    };
+    process.once('SIGINT', interrupt);
+    const timer = setTimeout(() => {
+      console.error(`\n${relative(root, file)}: still running after ${FILE_TIMEOUT_MS / 1000} s, killed`);
+      stop();
     }, FILE_TIMEOUT_MS);
-    child.on('close', (exitCode) => {
+    child.on('close', (code, signal) => {
       clearTimeout(timer);
-      if (pending.startsWith(REPORT_MARK)) suites.push(JSON.parse(pending.slice(REPORT_MARK.length)) as SuiteReport);
-      resolve({ file: relative(root, file), seconds: (Date.now() - started) / 1000, exitCode, suites });
+      process.off('SIGINT', interrupt);
+      resolve({ file: relative(root, file), seconds: (Date.now() - started) / 1000, exit: signal ? `killed by ${signal}` : `exit code ${code}`, suites: readReports(reportFile) });
     });
   });
 }
@@ -67,14 +89,14 @@ let notRun = 0;
 let other = 0;
 const problems: string[] = [];
 const rows: string[] = [];
-for (const file of files) {
-  const result = await runFile(file);
+for (const [index, file] of files.entries()) {
+  const result = await runFile(file, index);
   if (result.suites.length === 0) {
     other++;
-    problems.push(`${result.file}: exited ${result.exitCode} before any suite reported`);
-  } else if (result.exitCode !== 0 && result.suites.every((s) => s.failed === 0 && s.errors.length === 0)) {
+    problems.push(`${result.file}: ${result.exit} before any suite reported`);
+  } else if (result.exit !== 'exit code 0' && result.suites.every((s) => s.failed === 0 && s.errors.length === 0)) {
     other++;
-    problems.push(`${result.file}: exited ${result.exitCode} with no failing test`);
+    problems.push(`${result.file}: ${result.exit} with no failing test`);
   }
   for (const s of result.suites) {
     const missing = Math.max(0, s.declared - s.passed - s.failed);

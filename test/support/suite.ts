@@ -5,10 +5,8 @@
  * suite, and each suite declares how many tests it has: test/run.ts checks the count that ran
  * against it, so a suite that silently runs fewer tests than it declares fails the run.
  */
+import { appendFileSync } from 'node:fs';
 import { suite as uvuSuite, type Context, type Test } from 'uvu';
-
-/** One line per suite on stdout, read by test/run.ts. */
-export const REPORT_MARK = '#suite ';
 
 export interface SuiteReport {
   name: string;
@@ -20,17 +18,20 @@ export interface SuiteReport {
   errors: string[];
 }
 
-const reports: SuiteReport[] = [];
-process.on('exit', () => {
-  for (const report of reports) process.stdout.write(`\n${REPORT_MARK}${JSON.stringify(report)}\n`);
-});
+/**
+ * test/run.ts names a file in SUITE_REPORT_FILE; every change of a suite's counts appends the
+ * suite's report there at once, so what ran is known even if the process is killed mid-suite.
+ */
+function publish(report: SuiteReport): void {
+  if (process.env.SUITE_REPORT_FILE) appendFileSync(process.env.SUITE_REPORT_FILE, `${JSON.stringify(report)}\n`);
+}
 
 const firstLine = (error: unknown) => (error instanceof Error ? `${error.name}: ${error.message}` : String(error)).split('\n')[0]!;
 
 export function suite<T extends Context = Context>(name: string, declared: number): Test<T> {
   const inner = uvuSuite<T>(name);
   const report: SuiteReport = { name, declared, registered: 0, passed: 0, failed: 0, errors: [] };
-  reports.push(report);
+  publish(report);
   let setupError: string | undefined;
 
   const test = ((testName: string, handler: (context: T) => unknown) => {
@@ -43,6 +44,8 @@ export function suite<T extends Context = Context>(name: string, declared: numbe
       } catch (error) {
         report.failed++;
         throw error;
+      } finally {
+        publish(report);
       }
     });
   }) as Test<T>;
@@ -54,6 +57,7 @@ export function suite<T extends Context = Context>(name: string, declared: numbe
       } catch (error) {
         setupError = firstLine(error);
         report.errors.push(`before: ${setupError}`);
+        publish(report);
       }
     })) as Test<T>['before'];
   test.before.each = (hook) =>
@@ -66,6 +70,7 @@ export function suite<T extends Context = Context>(name: string, declared: numbe
         await hook(context);
       } catch (error) {
         report.errors.push(`after: ${firstLine(error)}`);
+        publish(report);
         process.exitCode = 1;
       }
     })) as Test<T>['after'];
