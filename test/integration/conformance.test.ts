@@ -65,8 +65,8 @@ for (const kind of clientKinds) {
     await ctx.close();
     await ctx.redis.stop();
   });
-  test.before.each(async ({ raw }) => {
-    await raw.flushall();
+  test.before.each(async ({ redis }) => {
+    await redis.fresh();
   });
 
   test('persisted: all six keys written with aligned expiry, nothing else', async ({ raw, store }) => {

@@ -19,9 +19,9 @@ test.after(async ({ server, redis }) => {
   await server.close();
   await redis.stop();
 });
-test.before.each(async ({ server, raw }) => {
+test.before.each(async ({ redis, server, raw }) => {
   server.reset();
-  await raw.flushall();
+  await redis.fresh();
   await raw.script('FLUSH');
 });
 

@@ -65,8 +65,8 @@ test.after(async ({ server, redis }) => {
   await server.close();
   await redis.stop();
 });
-test.before.each(async ({ server, raw }) => {
-  await raw.flushall();
+test.before.each(async ({ redis, server, raw }) => {
+  await redis.fresh();
   await raw.script('LOAD', persistLua.text);
   server.reset();
 });

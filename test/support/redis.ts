@@ -84,6 +84,12 @@ export interface RedisServer {
   start(): Promise<void>;
   /** kill(), then start(): an empty script cache, and whatever the persistence options kept. */
   restart(): Promise<void>;
+  /**
+   * Empties the server for the next test. A server that died mid-suite fails each remaining test
+   * of its suite within seconds (and at once after the first), instead of every command waiting
+   * out ioredis's reconnects; other suites have servers of their own.
+   */
+  fresh(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -96,6 +102,9 @@ export async function startRedis(args: string[] = []): Promise<RedisServer> {
     .withWaitStrategy(answersPing(port))
     .start();
   const clients: Redis[] = [];
+  const admin = new Redis(port, '127.0.0.1', { maxRetriesPerRequest: 1 });
+  admin.on('error', () => {});
+  let gone: Error | undefined;
   const server: RedisServer = {
     port,
     container,
@@ -116,7 +125,17 @@ export async function startRedis(args: string[] = []): Promise<RedisServer> {
       await server.kill();
       await server.start();
     },
+    async fresh() {
+      if (gone) throw gone;
+      try {
+        await untilPong(port, 10_000);
+      } catch (error) {
+        throw (gone = new Error(`the suite's Redis server is gone: ${(error as Error).message}`));
+      }
+      await admin.flushall();
+    },
     async stop() {
+      admin.disconnect();
       clients.forEach((c) => c.disconnect());
       await container.stop({ timeout: 1 });
     },

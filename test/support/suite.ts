@@ -60,9 +60,16 @@ export function suite<T extends Context = Context>(name: string, declared: numbe
         publish(report);
       }
     })) as Test<T>['before'];
+  // A before.each that throws fails its test in uvu without running it: count it here.
   test.before.each = (hook) =>
     inner.before.each(async (context) => {
-      if (setupError === undefined) await hook(context);
+      try {
+        if (setupError === undefined) await hook(context);
+      } catch (error) {
+        report.failed++;
+        publish(report);
+        throw error;
+      }
     });
   test.after = ((hook: (context: T) => unknown) =>
     inner.after(async (context) => {
