@@ -26,6 +26,21 @@ function publish(report: SuiteReport): void {
   if (process.env.SUITE_REPORT_FILE) appendFileSync(process.env.SUITE_REPORT_FILE, `${JSON.stringify(report)}\n`);
 }
 
+/** A test that hangs fails by name after this long, and the suite goes on. */
+const TEST_TIMEOUT_MS = Number(process.env.TEST_TIMEOUT_MS ?? 5 * 60_000);
+
+async function bounded(what: string, work: unknown): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} still running after ${TEST_TIMEOUT_MS / 1000} s`)), TEST_TIMEOUT_MS);
+  });
+  try {
+    await Promise.race([work, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 const firstLine = (error: unknown) => (error instanceof Error ? `${error.name}: ${error.message}` : String(error)).split('\n')[0]!;
 
 export function suite<T extends Context = Context>(name: string, declared: number): Test<T> {
@@ -39,7 +54,7 @@ export function suite<T extends Context = Context>(name: string, declared: numbe
     inner(testName, async (context) => {
       try {
         if (setupError !== undefined) throw new Error(`setup of suite '${name}' failed: ${setupError}`);
-        await handler(context);
+        await bounded(`test '${testName}'`, handler(context));
         report.passed++;
       } catch (error) {
         report.failed++;
@@ -53,7 +68,7 @@ export function suite<T extends Context = Context>(name: string, declared: numbe
   test.before = ((hook: (context: T) => unknown) =>
     inner.before(async (context) => {
       try {
-        if (setupError === undefined) await hook(context);
+        if (setupError === undefined) await bounded('before', hook(context));
       } catch (error) {
         setupError = firstLine(error);
         report.errors.push(`before: ${setupError}`);
@@ -91,6 +106,9 @@ export function suite<T extends Context = Context>(name: string, declared: numbe
   test.skip = () => {
     throw new Error(`suite '${name}': test.skip would silently skip a test; not allowed`);
   };
-  test.run = () => inner.run();
+  test.run = () => {
+    publish(report); // registration is complete
+    inner.run();
+  };
   return test;
 }
