@@ -1,7 +1,5 @@
 import calculateSlot from 'cluster-key-slot';
-import type { Cluster, Redis as IoRedis } from 'ioredis';
-import type { Redis as UpstashRedis } from '@upstash/redis';
-import { connect } from './clients/index.js';
+import { connect, type SupportedClient } from './clients/index.js';
 import { isUpstash } from './clients/upstash.js';
 import type { Outcome } from './connection.js';
 import { ValidationError, toSnapshotError } from './errors.js';
@@ -17,7 +15,7 @@ export type LatestPolicy = 'monotonic' | 'always';
 
 export interface SnapshotStoreOptions {
   /** An ioredis `Redis` or `Cluster`, or an `@upstash/redis` `Redis`. The caller owns it. */
-  client: IoRedis | Cluster | UpstashRedis;
+  client: SupportedClient;
   /**
    * Key names: a built-in schema or your own, and a prefix for every key. `timestampKey`: what the
    * timestamp key holds, `'payload'` (default, byte-compatible: the payload stored twice) or `'id'`
