@@ -222,7 +222,7 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-/** Commands a REST proxy must allow (README, "Self-hosted Redis"); EVAL/EVALSHA are the usual gap. */
+/** A server, proxy or ACL that refuses a command the library sends. */
 const REFUSED = /\bnot allowed\b|\bNOPERM\b|unknown command '?eval/i;
 
 /** The one line and the exit code for an error, by the rule in EXIT_CODES. */
@@ -232,10 +232,10 @@ function failure(error: unknown): { line: string; code: number } {
   const message = error instanceof SnapshotError ? error.message : String((error as Error)?.message ?? error).split('\n')[0]!;
   const at = connected ? `Redis at ${connected.target}: ` : '';
   if (REFUSED.test(message)) {
-    return {
-      line: `${at}the server refused the scripts' commands (${message}): this library runs everything through EVALSHA and EVAL, so a REST proxy must allow them (README: "Self-hosted Redis"), or connect directly with REDIS_URL`,
-      code: 2,
-    };
+    const fix = connected?.rest
+      ? "this library runs everything through EVALSHA and EVAL, so a REST proxy must allow them (README: \"Self-hosted Redis\"), or connect directly with REDIS_URL"
+      : 'the Redis user needs every command DESIGN.md lists under "Commands sent"';
+    return { line: `${at}the server refused a command the library sends (${message}): ${fix}`, code: 2 };
   }
   const cause = connected?.lastError();
   return { line: `${at}${message}${cause && error instanceof RedisError && error.transient ? ` (last connection error: ${cause})` : ''}`, code: 1 };

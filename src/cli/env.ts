@@ -9,6 +9,8 @@ export interface Connected {
   client: SnapshotStoreOptions['client'];
   /** Where it connects, without credentials: for error messages. */
   target: string;
+  /** Over REST (@upstash/redis), or TCP (ioredis). */
+  rest: boolean;
   /** The last connection error's code (ECONNREFUSED, …), if any: for error messages. */
   lastError(): string | undefined;
   close(): Promise<void>;
@@ -43,7 +45,7 @@ export async function connectFromEnv(env: NodeJS.ProcessEnv, cluster: boolean): 
       throw new UsageError('UPSTASH_REDIS_REST_URL is not a URL (expected https://host)');
     }
     const { Redis } = await load('@upstash/redis', 'UPSTASH_REDIS_REST_URL', () => import('@upstash/redis'));
-    return { client: new Redis({ url: restUrl, token }), target, lastError: () => undefined, close: async () => {} };
+    return { client: new Redis({ url: restUrl, token }), target, rest: true, lastError: () => undefined, close: async () => {} };
   }
   if (!redisUrl) throw new UsageError('no connection configured: set REDIS_URL, or UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN');
   let url: URL;
@@ -64,7 +66,7 @@ export async function connectFromEnv(env: NodeJS.ProcessEnv, cluster: boolean): 
   if (!cluster) {
     const client = new Redis(redisUrl, { maxRetriesPerRequest: 2, retryStrategy });
     client.on('error', onError);
-    return { client, target, lastError: () => last, close: async () => void (await client.quit()) };
+    return { client, target, rest: false, lastError: () => last, close: async () => void (await client.quit()) };
   }
   const client = new Cluster([{ host: url.hostname, port: Number(url.port || 6379) }], {
     clusterRetryStrategy: retryStrategy,
@@ -75,5 +77,5 @@ export async function connectFromEnv(env: NodeJS.ProcessEnv, cluster: boolean): 
     },
   } as ConstructorParameters<typeof Cluster>[1]);
   client.on('error', onError);
-  return { client, target, lastError: () => last, close: async () => void (await client.quit()) };
+  return { client, target, rest: false, lastError: () => last, close: async () => void (await client.quit()) };
 }

@@ -47,7 +47,7 @@ async function state(client: Redis): Promise<Map<string, string>> {
   return dump;
 }
 
-const test = suite<{ a: RedisServer; b: RedisServer; dir: string; file: string; lines: string[] }>('snapshot-persist CLI', 8);
+const test = suite<{ a: RedisServer; b: RedisServer; dir: string; file: string; lines: string[] }>('snapshot-persist CLI', 9);
 
 test.before(async (ctx) => {
   execFileSync('npm', ['run', 'build'], { cwd: root, stdio: 'ignore' });
@@ -231,12 +231,21 @@ test('a REST proxy that refuses EVAL/EVALSHA: exit 2, one line naming the cause 
       const run = await cli(args, env, undefined, snapshot);
       assert.is(run.code, 2, run.stderr);
       assertOneLine(run, args[0]!);
-      assert.match(run.stderr, /Command not allowed.*EVALSHA and EVAL.*must allow them.*REDIS_URL/);
+      assert.match(run.stderr, /refused a command the library sends \(.*Command not allowed\): .*EVALSHA and EVAL.*must allow them.*REDIS_URL/);
       assert.not.match(run.stderr, /secret-payload/);
     }
   } finally {
     proxy.close();
   }
+});
+
+test('a Redis user whose ACL lacks EVALSHA: exit 2, one line naming the cause, no password', async ({ a }) => {
+  await a.client().call('ACL', 'SETUSER', 'limited', 'on', '>secret-password', '~*', '+@all', '-evalsha', '-eval');
+  const run = await cli(['latest', 'mena'], { REDIS_URL: `redis://limited:secret-password@127.0.0.1:${a.port}` });
+  assert.is(run.code, 2, run.stderr);
+  assertOneLine(run, 'latest');
+  assert.match(run.stderr, /^snapshot-persist: Redis at 127\.0\.0\.1:\d+: the server refused a command the library sends \(NOPERM.*\): the Redis user needs every command DESIGN\.md lists under "Commands sent"$/m);
+  assert.not.match(run.stderr, /secret-password/);
 });
 
 test.run();
