@@ -1,15 +1,18 @@
-// Embeds lua/*.lua into src/lua.generated.ts with each script's SHA1, so the library reads no
-// file at run time (edge runtimes have no file system). Run by `npm run build` and `npm test`.
+// Embeds lua/*.lua into src/lua.generated.ts, without comments (scripts/lua-strip.mjs), each with
+// the SHA1 of the text actually sent, so the library reads no file at run time (edge runtimes
+// have no file system). Run by `npm run build` and `npm test`.
 import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { stripLua } from './lua-strip.mjs';
 
 const root = new URL('..', import.meta.url);
 const scripts = ['persist', 'read', 'repair'];
 const embed = (name, text) => {
   const sha = createHash('sha1').update(text).digest('hex');
-  return `export const ${name}Lua = {\n  name: '${name}',\n  sha: '${sha}',\n  text: ${JSON.stringify(text)},\n} as const;\n`;
+  // Typed as plain strings: literal types would copy every script into the shipped .d.ts.
+  return `export const ${name}Lua: { readonly name: string; readonly sha: string; readonly text: string } = {\n  name: '${name}',\n  sha: '${sha}',\n  text: ${JSON.stringify(text)},\n};\n`;
 };
-const texts = Object.fromEntries(scripts.map((name) => [name, readFileSync(new URL(`lua/${name}.lua`, root), 'utf8')]));
+const texts = Object.fromEntries(scripts.map((name) => [name, stripLua(readFileSync(new URL(`lua/${name}.lua`, root), 'utf8'))]));
 const body = scripts.map((name) => embed(name, texts[name]));
 // Upstash's shebang flag: the script locks only its declared keys, not the whole database.
 // Stock Redis rejects the flag, so this variant is sent only when the caller opts in.

@@ -1,20 +1,30 @@
 #!/usr/bin/env node
 /**
  * snapshot-persist: persist, backfill, verify, repair, latest, list.
- * Exit codes: 0 ok; 1 a snapshot failed, verify found problems, or Redis failed;
- * 2 usage or configuration; 130 backfill interrupted (checkpoint written).
+ * Exit codes, one rule (EXIT_CODES below, and the README): 2 when the command did not run because
+ * what it was given is wrong, 1 when it ran and something is wrong with the data or with Redis.
+ * Every error is one line on stderr.
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { backfill, toSnapshotInput, type BackfillSummary } from './cli/backfill.js';
-import { connectFromEnv, UsageError } from './cli/env.js';
-import { SnapshotError } from './errors.js';
+import { connectFromEnv, UsageError, type Connected } from './cli/env.js';
+import { RedisError, SnapshotError, ValidationError } from './errors.js';
 import { createSnapshotStore, type SnapshotStore } from './store.js';
 import type { DriftReport, RepairReport } from './verify.js';
 
-const CONNECTION = `Connection (environment): REDIS_URL=redis://host:port (or rediss://), or
-UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN.
-Exit codes: 0 ok, 1 failed or inconsistent, 2 usage or configuration.`;
+const EXIT_CODES = `Exit codes:
+  0  done, nothing wrong
+  1  it ran, and something is wrong: a snapshot not stored, verify findings, no snapshot found,
+     or Redis failed or could not be reached
+  2  it did not run, nothing was written: a wrong command line, configuration or input (an
+     unreadable file, invalid JSON, an invalid snapshot or region), a client library not
+     installed, a server that refuses the scripts' commands
+  130  backfill interrupted (checkpoint written)`;
+
+const CONNECTION = `Connection (environment): REDIS_URL=redis://host:port (or rediss://; needs the ioredis
+package), or UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN (needs @upstash/redis).
+${EXIT_CODES}`;
 
 const common = {
   json: { type: 'boolean', default: false },
@@ -67,8 +77,14 @@ Persists one snapshot: a RegionalSnapshot (region_id, generated_at, meta.snapsho
     options: {},
     positionals: [1, 1],
     async run(store, [file], values) {
-      const text = file === '-' ? readFileSync(0, 'utf8') : readFileSync(file!, 'utf8');
-      const result = await store.persist(toSnapshotInput(text));
+      const source = file === '-' ? 'stdin' : file!;
+      let text: string;
+      try {
+        text = readFileSync(file === '-' ? 0 : file!, 'utf8');
+      } catch (error) {
+        throw new UsageError(`${source}: cannot read (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+      }
+      const result = await store.persist(toSnapshotInput(text, source));
       print(values.json === true, result, `${result.status}${result.latestAdvanced ? ', latest advanced' : ''}`);
       return 0;
     },
@@ -172,6 +188,9 @@ Options for every command: --json (machine-readable output), --cluster (REDIS_UR
 Cluster node; keys use the 'cluster' schema), --help.
 ${CONNECTION}`;
 
+/** What the command connected to, once it has: errors from then on name it. */
+let connected: Connected | undefined;
+
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h') {
@@ -193,7 +212,8 @@ async function main(argv: string[]): Promise<number> {
   }
   const [min, max] = command.positionals;
   if (positionals.length < min || positionals.length > max) throw new UsageError(`${name}: wrong number of arguments (try ${name} --help)`);
-  const { client, close } = await connectFromEnv(process.env, values.cluster === true);
+  connected = await connectFromEnv(process.env, values.cluster === true);
+  const { client, close } = connected;
   try {
     const store = createSnapshotStore({ client, keys: { schema: values.cluster ? 'cluster' : 'worldmonitor-v1' } });
     return await command.run(store, positionals, values as Record<string, string | boolean | undefined>);
@@ -202,15 +222,32 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+/** A server, proxy or ACL that refuses a command the library sends. */
+const REFUSED = /\bnot allowed\b|\bNOPERM\b|unknown command '?eval/i;
+
+/** The one line and the exit code for an error, by the rule in EXIT_CODES. */
+function failure(error: unknown): { line: string; code: number } {
+  if (error instanceof UsageError || error instanceof ValidationError) return { line: error.message, code: 2 };
+  // SnapshotErrors never carry payloads or credentials; anything else is reduced to its first line.
+  const message = error instanceof SnapshotError ? error.message : String((error as Error)?.message ?? error).split('\n')[0]!;
+  const at = connected ? `Redis at ${connected.target}: ` : '';
+  if (REFUSED.test(message)) {
+    const fix = connected?.rest
+      ? "this library runs everything through EVALSHA and EVAL, so a REST proxy must allow them (README: \"Self-hosted Redis\"), or connect directly with REDIS_URL"
+      : 'the Redis user needs every command DESIGN.md lists under "Commands sent"';
+    return { line: `${at}the server refused a command the library sends (${message}): ${fix}`, code: 2 };
+  }
+  const cause = connected?.lastError();
+  return { line: `${at}${message}${cause && error instanceof RedisError && error.transient ? ` (last connection error: ${cause})` : ''}`, code: 1 };
+}
+
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
   },
   (error: unknown) => {
-    const usage = error instanceof UsageError;
-    // SnapshotErrors never carry payloads or credentials; anything else is reduced to its first line.
-    const message = error instanceof SnapshotError || usage ? error.message : String((error as Error)?.message ?? error).split('\n')[0];
-    process.stderr.write(`snapshot-persist: ${message}\n`);
-    process.exitCode = usage ? 2 : 1;
+    const { line, code } = failure(error);
+    process.stderr.write(`snapshot-persist: ${line}\n`);
+    process.exitCode = code;
   },
 );

@@ -1,3 +1,5 @@
+import type { Connection } from './connection.js';
+import { RedisError, toSnapshotError } from './errors.js';
 import { checkInteger, checkObject } from './validate.js';
 
 /** How transient failures are retried: `attempts` retries after the first try, full jitter. */
@@ -23,4 +25,34 @@ export function resolveRetry(option: false | Partial<RetryPolicy> | undefined): 
 /** Delay before retry number `attempt` (0-based): uniform in [0, min(max, base * 2^attempt)]. */
 export function backoffMs(policy: RetryPolicy, attempt: number): number {
   return Math.random() * Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** attempt);
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** Runs `call`, retrying its transient failures under `policy`; what it throws is a SnapshotError. */
+async function withRetry<T>(policy: RetryPolicy, call: () => Promise<T>): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await call();
+    } catch (thrown) {
+      const error = toSnapshotError(thrown);
+      if (!(error instanceof RedisError && error.transient) || attempt >= policy.attempts) throw error;
+      await sleep(backoffMs(policy, attempt));
+    }
+  }
+}
+
+/**
+ * The connection with its single-command calls (list's range, verify's scans and reads) retried
+ * under the same policy and the same notion of transient as script calls (Script.runMany), so
+ * every call the store makes retries alike. All of them are reads: repeating one is harmless.
+ */
+export function retrying(connection: Connection, policy: RetryPolicy): Connection {
+  return {
+    staging: connection.staging,
+    evalMany: (commands) => connection.evalMany(commands),
+    rangeByScoreDesc: (key, min, max, count) => withRetry(policy, () => connection.rangeByScoreDesc(key, min, max, count)),
+    scan: (pattern) => withRetry(policy, () => connection.scan(pattern)),
+    get: (key) => withRetry(policy, () => connection.get(key)),
+  };
 }

@@ -1,14 +1,12 @@
 import calculateSlot from 'cluster-key-slot';
-import type { Cluster, Redis as IoRedis } from 'ioredis';
-import type { Redis as UpstashRedis } from '@upstash/redis';
-import { connect } from './clients/index.js';
+import { connect, type SupportedClient } from './clients/index.js';
 import { isUpstash } from './clients/upstash.js';
 import type { Outcome } from './connection.js';
 import { ValidationError, toSnapshotError } from './errors.js';
 import { decodePersist, decodeRead } from './replies.js';
 import { byIdTemplate, resolveKeySchema, type KeySchema, type KeySchemaName } from './keys.js';
 import { persistKeyLockingLua, persistLua, readLua } from './lua.generated.js';
-import { resolveRetry, type RetryPolicy } from './retry.js';
+import { resolveRetry, retrying, type RetryPolicy } from './retry.js';
 import { Script, type ScriptCall } from './script.js';
 import { inspect, type DriftContext, type DriftReport, type RepairReport } from './verify.js';
 import { checkId, checkInteger, checkName, checkObject, validateSnapshot, type SnapshotInput, type ValidSnapshot } from './validate.js';
@@ -17,7 +15,7 @@ export type LatestPolicy = 'monotonic' | 'always';
 
 export interface SnapshotStoreOptions {
   /** An ioredis `Redis` or `Cluster`, or an `@upstash/redis` `Redis`. The caller owns it. */
-  client: IoRedis | Cluster | UpstashRedis;
+  client: SupportedClient;
   /**
    * Key names: a built-in schema or your own, and a prefix for every key. `timestampKey`: what the
    * timestamp key holds, `'payload'` (default, byte-compatible: the payload stored twice) or `'id'`
@@ -120,7 +118,7 @@ function unwrap(outcome: Outcome): unknown {
 
 export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStore {
   if (typeof options !== 'object' || options === null) throw new ValidationError('options', 'expected an object');
-  const { connection, cluster } = connect(options.client);
+  const { connection: bare, cluster } = connect(options.client);
   const keyOptions = checkObject('options.keys', options.keys, '{ schema?, prefix?, timestampKey? }');
   if (cluster && (keyOptions.schema ?? 'worldmonitor-v1') === 'worldmonitor-v1') {
     throw new ValidationError('options.keys.schema', "'worldmonitor-v1' keys span hash slots (the by-id key has no region): use 'cluster' with a Cluster client");
@@ -139,6 +137,7 @@ export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStor
   if (latest !== 'monotonic' && latest !== 'always') throw new ValidationError('options.latest', "expected 'monotonic' or 'always'");
   const maxPayloadBytes = checkInteger('options.maxPayloadBytes', options.maxPayloadBytes ?? 8 * 1024 * 1024, 2);
   const retry: RetryPolicy = resolveRetry(options.retry);
+  const connection = retrying(bare, retry);
   const keyLocking = options.upstash?.keyLocking ?? false;
   if (typeof keyLocking !== 'boolean') throw new ValidationError('options.upstash.keyLocking', 'expected a boolean');
   if (keyLocking && !isUpstash(options.client)) throw new ValidationError('options.upstash.keyLocking', 'needs an @upstash/redis client (stock Redis rejects the flag)');

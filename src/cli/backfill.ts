@@ -7,18 +7,21 @@ import type { SnapshotInput } from '../validate.js';
 import { ValidationError } from '../errors.js';
 import { UsageError } from './env.js';
 
+const SHAPES = 'a RegionalSnapshot { region_id, generated_at, meta.snapshot_id } or { region, id, timestamp, payload }';
+
 /**
  * A parsed JSON document as the store's input: the seeder's RegionalSnapshot (stored verbatim as
- * `text`) or the library's own SnapshotInput. Throws ValidationError when it is neither.
+ * `text`) or the library's own SnapshotInput. Throws ValidationError, naming `source`, when it is
+ * neither (without quoting the text: it may be a payload).
  */
-export function toSnapshotInput(text: string): SnapshotInput {
+export function toSnapshotInput(text: string, source = 'line'): SnapshotInput {
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch {
-    throw new ValidationError('line', 'not JSON');
+    throw new ValidationError(source, text.trim() === '' ? `empty, expected one JSON object: ${SHAPES}` : `not valid JSON, expected one JSON object: ${SHAPES}`);
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ValidationError('line', 'expected a JSON object');
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ValidationError(source, `expected one JSON object: ${SHAPES}`);
   if ('region_id' in value) return { ...fromRegionalSnapshot(value as RegionalSnapshot), payload: text };
   return value as SnapshotInput;
 }

@@ -7,7 +7,24 @@ export class UsageError extends Error {
 
 export interface Connected {
   client: SnapshotStoreOptions['client'];
+  /** Where it connects, without credentials: for error messages. */
+  target: string;
+  /** Over REST (@upstash/redis), or TCP (ioredis). */
+  rest: boolean;
+  /** The last connection error's code (ECONNREFUSED, …), if any: for error messages. */
+  lastError(): string | undefined;
   close(): Promise<void>;
+}
+
+/** The client library, or a UsageError saying what to install (only the one in use must be). */
+async function load<T>(name: 'ioredis' | '@upstash/redis', why: string, imported: () => Promise<T>): Promise<T> {
+  try {
+    return await imported();
+  } catch (error) {
+    const missing = (error as { code?: unknown }).code === 'ERR_MODULE_NOT_FOUND' && String((error as Error).message).includes(`'${name}'`);
+    if (!missing) throw error;
+    throw new UsageError(`${why} needs the ${name} package, which is not installed: npm install ${name}`);
+  }
 }
 
 /**
@@ -21,8 +38,14 @@ export async function connectFromEnv(env: NodeJS.ProcessEnv, cluster: boolean): 
   if (restUrl || token) {
     if (!restUrl || !token) throw new UsageError('UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN must be set together');
     if (cluster) throw new UsageError('--cluster needs REDIS_URL, not Upstash');
-    const { Redis } = await import('@upstash/redis');
-    return { client: new Redis({ url: restUrl, token }), close: async () => {} };
+    let target: string;
+    try {
+      target = new URL(restUrl).host;
+    } catch {
+      throw new UsageError('UPSTASH_REDIS_REST_URL is not a URL (expected https://host)');
+    }
+    const { Redis } = await load('@upstash/redis', 'UPSTASH_REDIS_REST_URL', () => import('@upstash/redis'));
+    return { client: new Redis({ url: restUrl, token }), target, rest: true, lastError: () => undefined, close: async () => {} };
   }
   if (!redisUrl) throw new UsageError('no connection configured: set REDIS_URL, or UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN');
   let url: URL;
@@ -32,12 +55,18 @@ export async function connectFromEnv(env: NodeJS.ProcessEnv, cluster: boolean): 
     throw new UsageError('REDIS_URL is not a URL (expected redis://host:port or rediss://host:port)');
   }
   if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') throw new UsageError(`REDIS_URL: unsupported scheme ${url.protocol} (expected redis: or rediss:)`);
-  const { Redis, Cluster } = await import('ioredis');
+  const { Redis, Cluster } = await load('ioredis', 'REDIS_URL', () => import('ioredis'));
+  const target = `${url.hostname}:${url.port || 6379}`;
+  // Connection errors reach the user through the command that fails, this one's code with it;
+  // without a listener ioredis also prints each one as an "Unhandled error event" stack trace.
+  let last: string | undefined;
+  const onError = (error: Error & { code?: string }) => void (last = error.code ?? error.message.split('\n')[0]);
   // Fail a command after a few reconnection attempts instead of queueing it forever.
   const retryStrategy = (times: number) => (times > 5 ? null : Math.min(times * 200, 2000));
   if (!cluster) {
     const client = new Redis(redisUrl, { maxRetriesPerRequest: 2, retryStrategy });
-    return { client, close: async () => void (await client.quit()) };
+    client.on('error', onError);
+    return { client, target, rest: false, lastError: () => last, close: async () => void (await client.quit()) };
   }
   const client = new Cluster([{ host: url.hostname, port: Number(url.port || 6379) }], {
     clusterRetryStrategy: retryStrategy,
@@ -47,5 +76,6 @@ export async function connectFromEnv(env: NodeJS.ProcessEnv, cluster: boolean): 
       ...(url.protocol === 'rediss:' ? { tls: {} } : {}),
     },
   } as ConstructorParameters<typeof Cluster>[1]);
-  return { client, close: async () => void (await client.quit()) };
+  client.on('error', onError);
+  return { client, target, rest: false, lastError: () => last, close: async () => void (await client.quit()) };
 }

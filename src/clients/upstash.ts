@@ -1,6 +1,6 @@
 import type { Redis } from '@upstash/redis';
 import { pairs, type Connection, type Outcome, type ScriptCommand } from '../connection.js';
-import { upstashRequestError } from '../errors.js';
+import { upstashRequestError, ValidationError } from '../errors.js';
 
 type Pipeline = ReturnType<Redis['pipeline']>;
 
@@ -31,22 +31,45 @@ async function sendOne(pipeline: Pipeline): Promise<unknown> {
   return outcome!.value;
 }
 
-/** Upstash refuses requests over 10 MB; JSON escaping can add a tenth to a payload's length. */
-const REQUEST_LIMIT_CHARS = 8_000_000;
+/** Upstash refuses request bodies over 10 MB; this is the smaller reading of "10 MB". */
+export const REQUEST_LIMIT_BYTES = 10_000_000;
 
-/** The batch cut into runs that each fit one request: one run, one request, in the usual case. */
-function underRequestLimit(commands: readonly ScriptCommand[]): ScriptCommand[][] {
-  const runs: ScriptCommand[][] = [[]];
-  let size = 0;
-  for (const c of commands) {
-    const length = [c.script, ...c.keys, ...c.args].reduce((n, part) => n + part.length, 0);
-    if (size + length > REQUEST_LIMIT_CHARS && runs.at(-1)!.length > 0) {
-      runs.push([]);
-      size = 0;
-    }
-    runs.at(-1)!.push(c);
-    size += length;
+/** UTF-8 length of JSON text (JSON.stringify escapes lone surrogates: surrogates come in pairs). */
+function jsonUtf8Bytes(json: string): number {
+  let n = json.length;
+  for (let i = 0; i < json.length; i++) {
+    const unit = json.charCodeAt(i);
+    if (unit >= 0x80) n += unit < 0x800 || (unit >= 0xd800 && unit <= 0xdfff) ? 1 : 2;
   }
+  return n;
+}
+
+/** The exact UTF-8 size of a command in a pipeline body, written as @upstash/redis writes it. */
+export function commandBytes(c: ScriptCommand): number {
+  return jsonUtf8Bytes(JSON.stringify([c.op, c.script, c.keys.length, ...c.keys, ...c.args]));
+}
+
+/**
+ * The batch cut into runs whose request bodies (`[cmd,cmd,…]`) each fit the limit: one run, one
+ * request, in the usual case. A command that cannot fit a request of its own is settled here with
+ * a ValidationError and never sent.
+ */
+function underRequestLimit(commands: readonly ScriptCommand[], outcomes: Outcome[]): number[][] {
+  const runs: number[][] = [];
+  let size = Infinity;
+  commands.forEach((c, i) => {
+    const bytes = commandBytes(c);
+    if (2 + bytes > REQUEST_LIMIT_BYTES) {
+      const reason = `the request would be ${2 + bytes} bytes (the payload's JSON text escaped inside the JSON request), over Upstash's ${REQUEST_LIMIT_BYTES}-byte limit; nothing was sent`;
+      outcomes[i] = { ok: false, error: new ValidationError('payload', reason) };
+    } else if (size + 1 + bytes > REQUEST_LIMIT_BYTES) {
+      runs.push([i]);
+      size = 2 + bytes;
+    } else {
+      runs.at(-1)!.push(i);
+      size += 1 + bytes;
+    }
+  });
   return runs;
 }
 
@@ -61,17 +84,19 @@ export function upstashConnection(client: Redis): Connection {
     // A MULTI/EXEC is a request of its own (POST /multi-exec): it cannot share a batch's request.
     staging: false,
     async evalMany(commands) {
-      const requests = await Promise.all(
-        underRequestLimit(commands).map((batch) => {
+      const outcomes: Outcome[] = new Array(commands.length);
+      await Promise.all(
+        underRequestLimit(commands, outcomes).map(async (run) => {
           const pipeline = client.pipeline();
-          for (const c of batch) {
+          for (const i of run) {
+            const c = commands[i]!;
             if (c.op === 'eval') pipeline.eval(c.script, [...c.keys], [...c.args]);
             else pipeline.evalsha(c.script, [...c.keys], [...c.args]);
           }
-          return send(pipeline);
+          (await send(pipeline)).forEach((outcome, j) => (outcomes[run[j]!] = outcome));
         }),
       );
-      return requests.flat();
+      return outcomes;
     },
     async rangeByScoreDesc(key, min, max, count) {
       return pairs((await sendOne(client.pipeline().zrange(key, max, min, { byScore: true, rev: true, offset: 0, count, withScores: true }))) as unknown[]);

@@ -1,10 +1,13 @@
 /**
  * The built CLI (dist/cli.js) as a subprocess against real Redis: backfill interrupted with
  * SIGINT and resumed ends identical to an uninterrupted one; a finished backfill re-run is all
- * replays; verify/repair exit codes; usage and configuration errors exit 2.
+ * replays; verify/repair exit codes; the exit-code rule (2: it did not run, wrong command line,
+ * configuration or input; 1: it ran, and the data or Redis is wrong), one line per error.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from '../support/suite.js';
@@ -25,9 +28,9 @@ interface Run {
 }
 
 /** Runs dist/cli.js; `onStart` gets the child (to signal it). No inherited Redis configuration. */
-function cli(args: string[], env: Record<string, string> = {}, onStart?: (child: ReturnType<typeof spawn>) => void, input?: string): Promise<Run> {
+function cli(args: string[], env: Record<string, string> = {}, onStart?: (child: ReturnType<typeof spawn>) => void, input?: string, bin = join(root, 'dist/cli.js')): Promise<Run> {
   const { REDIS_URL: _, UPSTASH_REDIS_REST_URL: __, UPSTASH_REDIS_REST_TOKEN: ___, ...base } = process.env;
-  const child = spawn(process.execPath, [join(root, 'dist/cli.js'), ...args], { env: { ...base, ...env } });
+  const child = spawn(process.execPath, [bin, ...args], { env: { ...base, ...env } });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d));
@@ -44,7 +47,7 @@ async function state(client: Redis): Promise<Map<string, string>> {
   return dump;
 }
 
-const test = suite<{ a: RedisServer; b: RedisServer; dir: string; file: string; lines: string[] }>('snapshot-persist CLI', 5);
+const test = suite<{ a: RedisServer; b: RedisServer; dir: string; file: string; lines: string[] }>('snapshot-persist CLI', 9);
 
 test.before(async (ctx) => {
   execFileSync('npm', ['run', 'build'], { cwd: root, stdio: 'ignore' });
@@ -145,24 +148,104 @@ test('persist, latest and list', async ({ a }) => {
   assert.is((await cli(['latest', 'nowhere'], url(a))).code, 1);
 });
 
-test('usage and configuration errors exit 2 with one line', async ({ a, file }) => {
-  const cases: Array<[string[], Record<string, string>]> = [
-    [['verify'], {}],
-    [['verify'], { ...url(a), UPSTASH_REDIS_REST_URL: 'http://127.0.0.1:1', UPSTASH_REDIS_REST_TOKEN: 't' }],
-    [['verify'], { UPSTASH_REDIS_REST_URL: 'http://127.0.0.1:1' }],
-    [['verify'], { REDIS_URL: 'http://127.0.0.1:1' }],
-    [['frobnicate'], url(a)],
-    [['verify', '--bogus'], url(a)],
-    [['backfill', file, '--concurrency', '0'], url(a)],
-    [['latest'], url(a)],
-    [['backfill', '/nonexistent.ndjson'], url(a)],
+/** One line on stderr: no stack trace, no client library's "Unhandled error event". */
+function assertOneLine(run: Run, label: string): void {
+  assert.is(run.stderr.trim().split('\n').length, 1, `${label}: ${run.stderr}`);
+  assert.not.match(run.stderr, /Unhandled error event|    at /, label);
+}
+
+test('wrong command line, configuration or input: exit 2, one line, nothing written', async ({ a, file }) => {
+  const before = await dumpKeyspace(a.client());
+  const cases: Array<[string[], Record<string, string>, RegExp, string?]> = [
+    [['verify'], {}, /no connection configured/],
+    [['verify'], { ...url(a), UPSTASH_REDIS_REST_URL: 'http://127.0.0.1:1', UPSTASH_REDIS_REST_TOKEN: 't' }, /both/],
+    [['verify'], { UPSTASH_REDIS_REST_URL: 'http://127.0.0.1:1' }, /together/],
+    [['verify'], { UPSTASH_REDIS_REST_URL: 'not a url', UPSTASH_REDIS_REST_TOKEN: 't' }, /not a URL/],
+    [['verify'], { REDIS_URL: 'http://127.0.0.1:1' }, /unsupported scheme/],
+    [['frobnicate'], url(a), /unknown command/],
+    [['verify', '--bogus'], url(a), /bogus/],
+    [['backfill', file, '--concurrency', '0'], url(a), /--concurrency/],
+    [['list', 'mena', '--limit', '0'], url(a), /--limit/],
+    [['latest'], url(a), /wrong number of arguments/],
+    [['latest', 'BAD!'], url(a), /^snapshot-persist: region: /],
+    [['backfill', '/nonexistent.ndjson'], url(a), /no such file/],
+    [['persist', '/nonexistent.json'], url(a), /nonexistent\.json: cannot read \(ENOENT\)/],
+    [['persist', '-'], url(a), /^snapshot-persist: stdin: not valid JSON, expected one JSON object/, '{"region_id": "mena", secret-payload'],
+    [['persist', '-'], url(a), /^snapshot-persist: stdin: empty/, ''],
+    [['persist', '-'], url(a), /^snapshot-persist: stdin: expected one JSON object/, '[1, 2]'],
+    [['persist', '-'], url(a), /^snapshot-persist: timestamp: /, JSON.stringify({ region: 'mena', id: 'x', timestamp: -5, payload: {} })],
   ];
-  for (const [args, env] of cases) {
-    const run = await cli(args, env);
-    assert.is(run.code, 2, `${args.join(' ')}: ${run.stderr}`);
-    assert.is(run.stderr.trim().split('\n').length, 1, run.stderr);
+  for (const [args, env, message, input] of cases) {
+    const run = await cli(args, env, undefined, input);
+    const label = args.join(' ');
+    assert.is(run.code, 2, `${label}: ${run.stderr}`);
+    assertOneLine(run, label);
+    assert.match(run.stderr, message, label);
+    assert.not.match(run.stderr, /secret-payload/, label);
   }
+  assert.equal(await dumpKeyspace(a.client()), before);
   assert.is((await cli(['backfill', '--help'])).code, 0);
+});
+
+test('a refused connection: exit 1, one line naming the server and the cause, no stack traces', async () => {
+  const run = await cli(['verify'], { REDIS_URL: 'redis://user:secret-password@127.0.0.1:1' });
+  assert.is(run.code, 1, run.stderr);
+  assertOneLine(run, 'verify');
+  assert.match(run.stderr, /^snapshot-persist: Redis at 127\.0\.0\.1:1: .*ECONNREFUSED/);
+  assert.not.match(run.stderr, /secret-password/);
+});
+
+test('no client library installed: exit 2, one line saying what to install', async ({ dir }) => {
+  // The package as installed without its optional peers: dist/ and its one dependency.
+  const app = join(dir, 'bare');
+  cpSync(join(root, 'dist'), join(app, 'node_modules/snapshot-persist/dist'), { recursive: true });
+  cpSync(join(root, 'package.json'), join(app, 'node_modules/snapshot-persist/package.json'));
+  symlinkSync(join(root, 'node_modules/cluster-key-slot'), join(app, 'node_modules/cluster-key-slot'));
+  const bin = join(app, 'node_modules/snapshot-persist/dist/cli.js');
+  const tcp = await cli(['verify'], { REDIS_URL: 'redis://127.0.0.1:1' }, undefined, undefined, bin);
+  assert.is(tcp.code, 2, tcp.stderr);
+  assertOneLine(tcp, 'ioredis');
+  assert.match(tcp.stderr, /REDIS_URL needs the ioredis package, which is not installed: npm install ioredis$/m);
+  const rest = await cli(['verify'], { UPSTASH_REDIS_REST_URL: 'http://127.0.0.1:1', UPSTASH_REDIS_REST_TOKEN: 't' }, undefined, undefined, bin);
+  assert.is(rest.code, 2, rest.stderr);
+  assertOneLine(rest, '@upstash/redis');
+  assert.match(rest.stderr, /npm install @upstash\/redis$/m);
+});
+
+test('a REST proxy that refuses EVAL/EVALSHA: exit 2, one line naming the cause and the way out', async () => {
+  // A self-hosted REST proxy with a command allow-list that lacks the script commands.
+  const proxy = createServer((req, res) => {
+    let body = '';
+    req.on('data', (chunk: Buffer) => (body += chunk));
+    req.on('end', () => {
+      const commands = JSON.parse(body) as string[][];
+      const replies = commands.map((c) => (/^eval/i.test(c[0]!) ? { error: 'ERR Command not allowed' } : { result: null }));
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(replies));
+    });
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  try {
+    const env = { UPSTASH_REDIS_REST_URL: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`, UPSTASH_REDIS_REST_TOKEN: 't' };
+    const snapshot = JSON.stringify({ region_id: 'arctic', generated_at: Date.now() - 1000, meta: { snapshot_id: 'p-1' }, note: 'secret-payload' });
+    for (const args of [['persist', '-'], ['latest', 'arctic']]) {
+      const run = await cli(args, env, undefined, snapshot);
+      assert.is(run.code, 2, run.stderr);
+      assertOneLine(run, args[0]!);
+      assert.match(run.stderr, /refused a command the library sends \(.*Command not allowed\): .*EVALSHA and EVAL.*must allow them.*REDIS_URL/);
+      assert.not.match(run.stderr, /secret-payload/);
+    }
+  } finally {
+    proxy.close();
+  }
+});
+
+test('a Redis user whose ACL lacks EVALSHA: exit 2, one line naming the cause, no password', async ({ a }) => {
+  await a.client().call('ACL', 'SETUSER', 'limited', 'on', '>secret-password', '~*', '+@all', '-evalsha', '-eval');
+  const run = await cli(['latest', 'mena'], { REDIS_URL: `redis://limited:secret-password@127.0.0.1:${a.port}` });
+  assert.is(run.code, 2, run.stderr);
+  assertOneLine(run, 'latest');
+  assert.match(run.stderr, /^snapshot-persist: Redis at 127\.0\.0\.1:\d+: the server refused a command the library sends \(NOPERM.*\): the Redis user needs every command DESIGN\.md lists under "Commands sent"$/m);
+  assert.not.match(run.stderr, /secret-password/);
 });
 
 test.run();
