@@ -46,7 +46,11 @@ export class RedisError extends SnapshotError {
 const scriptErrors: Record<string, (detail: string) => string> = {
   ARGS: (detail) => `the script rejected argument ${detail} (a bug in this library: please report it)`,
   WRONGTYPE: (detail) => `the ${detail} key exists with a type the scripts do not write; nothing was written`,
-  CONFLICT: () => 'this snapshot id is already stored with another timestamp; nothing was written',
+  CONFLICT: (detail) =>
+    detail === 'by-id'
+      ? 'this snapshot id is already stored for another snapshot (another region, or another timestamp); nothing was written'
+      : 'this snapshot id is already stored with another timestamp; nothing was written',
+  NOPERM: (detail) => `the Redis user may not run ${detail} on this region's keys (ACL); nothing was written`,
 };
 
 const transientReplies = new Set(['LOADING', 'BUSY', 'TRYAGAIN', 'CLUSTERDOWN', 'MASTERDOWN', 'READONLY']);

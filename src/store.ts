@@ -11,7 +11,7 @@ import { persistKeyLockingLua, persistLua, readLua } from './lua.generated.js';
 import { resolveRetry, type RetryPolicy } from './retry.js';
 import { Script, type ScriptCall } from './script.js';
 import { inspect, type DriftContext, type DriftReport, type RepairReport } from './verify.js';
-import { checkId, checkInteger, checkName, checkObject, validateSnapshot, type SnapshotInput, type ValidSnapshot } from './validate.js';
+import { checkId, checkInteger, checkObject, checkRegion, validateSnapshot, type SnapshotInput, type ValidSnapshot } from './validate.js';
 
 export type LatestPolicy = 'monotonic' | 'always';
 
@@ -100,6 +100,7 @@ export interface RepairOptions extends At {
 }
 
 const DAY_MS = 86_400_000;
+const OPTIONS_SHAPE = '{ client, keys?, retentionMs?, dedup?, latest?, maxPayloadBytes?, retry?, stagePayloadsFrom?, upstash? }';
 /** Staged transfer pays for itself from this payload length on (BENCHMARKS.md). */
 const STAGE_FROM = 4_096;
 const persistScript = new Script(persistLua.text, persistLua.sha);
@@ -120,6 +121,7 @@ function unwrap(outcome: Outcome): unknown {
 
 export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStore {
   if (typeof options !== 'object' || options === null) throw new ValidationError('options', 'expected an object');
+  checkObject('options', options, OPTIONS_SHAPE);
   const { connection, cluster } = connect(options.client);
   const keyOptions = checkObject('options.keys', options.keys, '{ schema?, prefix?, timestampKey? }');
   if (cluster && (keyOptions.schema ?? 'worldmonitor-v1') === 'worldmonitor-v1') {
@@ -135,18 +137,21 @@ export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStor
     windowMs: checkInteger('options.dedup.windowMs', dedupOptions.windowMs ?? 900_000, 1),
     ttlMs: checkInteger('options.dedup.ttlMs', dedupOptions.ttlMs ?? 900_000, 1),
   };
+  // A claim that expires before its window ends lets a second snapshot into the same window.
+  if (dedup && dedup.ttlMs < dedup.windowMs) throw new ValidationError('options.dedup.ttlMs', `shorter than windowMs (${dedup.windowMs}): a second snapshot could take the same window`);
   const latest = options.latest ?? 'monotonic';
   if (latest !== 'monotonic' && latest !== 'always') throw new ValidationError('options.latest', "expected 'monotonic' or 'always'");
   const maxPayloadBytes = checkInteger('options.maxPayloadBytes', options.maxPayloadBytes ?? 8 * 1024 * 1024, 2);
   const retry: RetryPolicy = resolveRetry(options.retry);
-  const keyLocking = options.upstash?.keyLocking ?? false;
+  const keyLocking = checkObject('options.upstash', options.upstash, '{ keyLocking? }').keyLocking ?? false;
   if (typeof keyLocking !== 'boolean') throw new ValidationError('options.upstash.keyLocking', 'expected a boolean');
   if (keyLocking && !isUpstash(options.client)) throw new ValidationError('options.upstash.keyLocking', 'needs an @upstash/redis client (stock Redis rejects the flag)');
   const persister = keyLocking ? keyLockingPersistScript : persistScript;
 
-  const clock = (at: At | undefined) => checkInteger('now', checkObject('at', at, '{ now? }').now ?? Date.now(), 0);
+  const nowOf = (now: number | undefined) => checkInteger('now', now ?? Date.now(), 0);
+  const clock = (at: At | undefined) => nowOf(checkObject('at', at, '{ now? }').now);
 
-  function persistCall(s: ValidSnapshot, now: number): ScriptCall {
+  function persistCall(s: ValidSnapshot): ScriptCall {
     const keys = [
       schema.timestamp(s.region, s.timestamp),
       schema.byId(s.region, s.id),
@@ -164,12 +169,12 @@ export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStor
       s.id,
       String(s.timestamp),
       String(s.timestamp + retentionMs),
-      String(now - retentionMs),
       String(retentionMs),
       String(claim ? dedup.ttlMs : 0),
       latest,
       staged ? 'staged' : 'inline',
       tsHolds,
+      ...byIdTemplate(schema, s.region),
     ];
     if (cluster) checkOneSlot(keys);
     return staged ? { keys, args, stage: { key: keys.at(-1)!, value: s.payloadText } } : { keys, args };
@@ -191,7 +196,7 @@ export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStor
     const slots: number[] = [];
     snapshots.forEach((snapshot, i) => {
       try {
-        calls.push(persistCall(validateSnapshot(snapshot, { now, maxPayloadBytes }), now));
+        calls.push(persistCall(validateSnapshot(snapshot, { now, maxPayloadBytes })));
         slots.push(i);
       } catch (reason) {
         settled[i] = { status: 'rejected', reason };
@@ -218,29 +223,29 @@ export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStor
   return {
     async persist(snapshot, at) {
       const now = clock(at);
-      const call = persistCall(validateSnapshot(snapshot, { now, maxPayloadBytes }), now);
+      const call = persistCall(validateSnapshot(snapshot, { now, maxPayloadBytes }));
       const [outcome] = await persister.runMany(connection, [call], retry);
       return decodePersist(unwrap(outcome!));
     },
     persistMany,
     async readLatest(region, at) {
-      const [found] = await readMany([readCall(checkName('region', region), '', clock(at))]);
+      const [found] = await readMany([readCall(checkRegion('region', region), '', clock(at))]);
       return found!;
     },
     async readLatestMany(regions, at) {
       if (!Array.isArray(regions)) throw new ValidationError('regions', 'expected an array');
       const now = clock(at);
-      const calls = regions.map((region, i) => readCall(checkName(`regions[${i}]`, region), '', now));
+      const calls = regions.map((region, i) => readCall(checkRegion(`regions[${i}]`, region), '', now));
       return calls.length > 0 ? readMany(calls) : [];
     },
     async readById(region, id, at) {
-      const [found] = await readMany([readCall(checkName('region', region), checkId('id', id), clock(at))]);
+      const [found] = await readMany([readCall(checkRegion('region', region), checkId('id', id), clock(at))]);
       return found!;
     },
     async list(region, listOptions) {
-      checkName('region', region);
+      checkRegion('region', region);
       const options = checkObject('options', listOptions, '{ since?, until?, limit?, now? }');
-      const cutoff = clock(options) - retentionMs;
+      const cutoff = nowOf(options.now) - retentionMs;
       const since = checkInteger('options.since', options.since ?? 0, 0);
       const until = checkInteger('options.until', options.until ?? Number.MAX_SAFE_INTEGER, 0);
       const limit = options.limit === undefined ? -1 : checkInteger('options.limit', options.limit, 1);
@@ -253,6 +258,9 @@ export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStor
       const { regions, findings } = await inspect(drift, region, 'verify', clock(at));
       return { regions, findings };
     },
-    repair: (region, options = {}) => inspect(drift, region, options.dryRun ? 'verify' : 'repair', clock(options)),
+    async repair(region, repairOptions) {
+      const options = checkObject('options', repairOptions, '{ dryRun?, now? }');
+      return inspect(drift, region, options.dryRun ? 'verify' : 'repair', nowOf(options.now));
+    },
   };
 }
