@@ -245,14 +245,27 @@ export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStor
     async list(region, listOptions) {
       checkRegion('region', region);
       const options = checkObject('options', listOptions, '{ since?, until?, limit?, now? }');
-      const cutoff = nowOf(options.now) - retentionMs;
+      const now = nowOf(options.now);
+      const cutoff = now - retentionMs;
       const since = checkInteger('options.since', options.since ?? 0, 0);
       const until = checkInteger('options.until', options.until ?? Number.MAX_SAFE_INTEGER, 0);
       const limit = options.limit === undefined ? -1 : checkInteger('options.limit', options.limit, 1);
-      const members = await connection.rangeByScoreDesc(schema.index(region), Math.max(since, cutoff + 1), until, limit).catch((error: unknown) => {
+      const [members, current] = await Promise.all([
+        connection.rangeByScoreDesc(schema.index(region), Math.max(since, cutoff + 1), until, limit),
+        connection.get(schema.latest(region)),
+      ]).catch((error: unknown) => {
         throw toSnapshotError(error);
       });
-      return members.map(({ member, score }) => ({ id: member, timestamp: score }));
+      const listed = members.map(({ member, score }) => ({ id: member, timestamp: score }));
+      if (current === null || listed.some(({ id }) => id === String(current))) return listed;
+      // The snapshot the application's readers get (latest, then by-id) is listed even when the
+      // index does not hold it (legacy drift, an index that expired under legacy writes).
+      const [found] = await readMany([readCall(region, '', now)]);
+      if (!found || found.id !== String(current) || found.timestamp < since || found.timestamp > until) return listed;
+      listed.push({ id: found.id, timestamp: found.timestamp });
+      // Newest first by (timestamp, id); ids are ASCII, so code units order them as bytes.
+      listed.sort((a, b) => b.timestamp - a.timestamp || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
+      return limit > 0 ? listed.slice(0, limit) : listed;
     },
     async verify(region, at) {
       const { regions, findings } = await inspect(drift, region, 'verify', clock(at));

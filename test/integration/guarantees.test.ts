@@ -245,6 +245,12 @@ test("readLatest agrees with the application's read (latest, then by-id) when th
   const application = JSON.parse((await raw.get(k.byId((await raw.get(k.latest('mena')))!)))!);
   const found = await store().readLatest('mena');
   assert.equal(found, { id: 'B', timestamp: b.timestamp, payload: application });
+  assert.equal(await store().list('mena'), [{ id: 'B', timestamp: b.timestamp }]);
+  // With the index back (a library persist of an older snapshot), B is still listed, in order.
+  await store().persist(snap('C', T + 30_000, 'mena', null));
+  assert.is(await raw.get(k.latest('mena')), 'B');
+  assert.equal(await store().list('mena'), [{ id: 'B', timestamp: b.timestamp }, { id: 'C', timestamp: T + 30_000 }]);
+  assert.equal(await store().list('mena', { limit: 1 }), [{ id: 'B', timestamp: b.timestamp }]);
 });
 
 // Issue 11, item 3.
