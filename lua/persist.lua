@@ -176,22 +176,22 @@ if exists[1] then
 end
 
 -- ACLs are checked per command as it runs, and a script's earlier writes are not undone: check
--- every write below first. (Servers without redis.acl_check_cmd, before Redis 7, skip this.)
+-- every write below first, by command and keys (the rest of a command's arguments does not
+-- matter to an ACL). Servers without redis.acl_check_cmd (before Redis 7) skip this.
 if redis.acl_check_cmd then
-  local writes = { { 'ZADD', indexKey, ts, id }, { 'ZREMRANGEBYSCORE', indexKey, '-inf', '0' }, { 'PEXPIREAT', indexKey, expireAt } }
-  if dedupKey then writes[#writes + 1] = { 'SET', dedupKey, id, 'PX', dedupTtl } end
+  local writes = { { 'ZADD', indexKey }, { 'ZREMRANGEBYSCORE', indexKey }, { 'PEXPIREAT', indexKey } }
+  if dedupKey then writes[#writes + 1] = { 'SET', dedupKey } end
   if stagingKey then
     writes[#writes + 1] = { 'RENAME', stagingKey, byIdKey }
-    writes[#writes + 1] = { 'PEXPIREAT', byIdKey, expireAt }
+    writes[#writes + 1] = { 'PEXPIREAT', byIdKey }
   else
-    writes[#writes + 1] = { 'SET', byIdKey, '', 'PXAT', expireAt }
+    writes[#writes + 1] = { 'SET', byIdKey }
   end
   if ownsTsKey then
-    if tsHolds == 'payload' and stagingKey then writes[#writes + 1] = { 'COPY', byIdKey, tsKey, 'REPLACE' }
-    else writes[#writes + 1] = { 'SET', tsKey, '', 'PXAT', expireAt } end
+    writes[#writes + 1] = (tsHolds == 'payload' and stagingKey) and { 'COPY', byIdKey, tsKey } or { 'SET', tsKey }
   end
   if advance then
-    writes[#writes + 1] = { 'SET', latestKey, id, 'PXAT', expireAt }
+    writes[#writes + 1] = { 'SET', latestKey }
     writes[#writes + 1] = { 'DEL', liveKey }
   end
   for _, w in ipairs(writes) do

@@ -113,6 +113,14 @@ test('ACL: a user denied any write the script needs gets NOPERM naming it, and n
       assert.not.match((error as Error).message, 'generated_at');
       assert.equal(await dumpKeyspace(raw), before, `${denied}: nothing written`);
     }
+    // Denied by key pattern, not by command: the dedup claim's key. The script's first read of
+    // that key is refused by Redis itself (NOPERM), before any write.
+    await raw.acl('SETUSER', 'limited', 'reset', 'on', '>pw', '~intelligence:*', '+@all');
+    const before = await dumpKeyspace(raw);
+    const error = await store({ retry: false }, limited).persist(snap('a2', T + 1000)).then(() => undefined, (e: unknown) => e);
+    assert.match((error as { code?: string }).code ?? '', /NOPERM$/);
+    assert.not.match((error as Error).message, 'generated_at');
+    assert.equal(await dumpKeyspace(raw), before, 'key pattern: nothing written');
   } finally {
     limited.disconnect();
   }
