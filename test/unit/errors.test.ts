@@ -12,6 +12,11 @@ test('persist.lua error replies map to ScriptRefusedError codes', () => {
   assert.is(e.code, 'SCRIPT_WRONGTYPE');
   assert.match(e.message, /the index key/);
   assert.is(toSnapshotError(reply('ERR SNAPSHOT_CONFLICT index')).code, 'SCRIPT_CONFLICT');
+  assert.match(toSnapshotError(reply('SNAPSHOT_CONFLICT by-id')).message, /another snapshot/);
+  const noperm = toSnapshotError(reply('SNAPSHOT_NOPERM ZADD script: 0123abcd, on @user_script:1.'));
+  assert.instance(noperm, ScriptRefusedError);
+  assert.is(noperm.code, 'SCRIPT_NOPERM');
+  assert.match(noperm.message, /may not run ZADD/);
 });
 
 test('NOSCRIPT is matched by prefix only', () => {
