@@ -6,8 +6,9 @@ import { RETENTION_MS } from './strategies.js';
 const steps: Array<[step: string, marker: string | undefined]> = [
   ['EVALSHA of `return {1,0,0}` with the same KEYS and ARGV', ''],
   ['+ argument checks', 'local tsKey, byIdKey, latestKey'],
-  ['+ type checks of the five keys (TYPE)', 'local t = tonumber(ts)'],
-  ['+ reads: replay, dedup, latest (ZSCORE, GET)', '-- Validation is over;'],
+  ['+ type checks of the five keys (TYPE), server time (TIME)', 'local t = tonumber(ts)'],
+  ['+ reads: replay, dedup, latest (ZSCORE, GET)', '-- ACLs are checked per command'],
+  ['+ ACL checks of every write (redis.acl_check_cmd)', '-- Validation is over;'],
   ['+ SET by-id (inline 2 KB payload)', 'if ownsTsKey then'],
   ['+ SET timestamp key', "redis.call('ZADD', indexKey, ts, id)"],
   ['+ ZADD, ZREMRANGEBYSCORE', '-- The index lives as long'],
@@ -32,7 +33,7 @@ export async function profileScript(client: Redis, calls: number): Promise<Array
       const t = now - calls * 1000 + i * 1000;
       const r = `profile-${i % 8}`;
       const keys = [`p:${r}:${t}`, `p:id:${i}`, `p:${r}:latest`, `p:${r}:index`, `p:${r}:live`];
-      await client.evalsha(sha, keys.length, ...keys, payload, `id${i}`, t, t + RETENTION_MS, now - RETENTION_MS, RETENTION_MS, 0, 'monotonic', 'inline', 'payload');
+      await client.evalsha(sha, keys.length, ...keys, payload, `id${i}`, t, t + RETENTION_MS, RETENTION_MS, 0, 'monotonic', 'inline', 'payload', 'p:id:', '');
     }
     const stats = /cmdstat_evalsha:calls=(\d+),usec=(\d+)/.exec(await client.info('commandstats'))!;
     out.push({ step, us: Number(stats[2]) / Number(stats[1]) });

@@ -3,39 +3,50 @@
   region's keys happen in this one call, or none of them do.
 
   Input:
-    KEYS[1] timestamp key  string: the payload (or the id, ARGV[10]), expiring at ARGV[4]
+    KEYS[1] timestamp key  string: the payload (or the id, ARGV[9]), expiring at ARGV[4]
     KEYS[2] by-id key      string: the payload, expiring at ARGV[4]
     KEYS[3] latest key     string: bare id of the region's newest snapshot, expiring with it
     KEYS[4] index key      sorted set: member id, score timestamp; expires with its newest member
     KEYS[5] live key       string: deleted whenever latest moves
-    KEYS[6] dedup key      string, only when ARGV[7] > 0: id of the snapshot holding this
+    KEYS[6] dedup key      string, only when ARGV[6] > 0: id of the snapshot holding this
                            trigger's time bucket
-    KEYS[#KEYS] staging key  string, only when ARGV[9] is "staged": the payload, SET by the
+    KEYS[#KEYS] staging key  string, only when ARGV[8] is "staged": the payload, SET by the
                            caller in the same MULTI; renamed into place, or deleted
+    Read but not declared (their ids are read here): the by-id keys of the snapshot latest names
+    and of the dedup claim's holder, ARGV[10] .. id .. ARGV[11]; under the cluster key schema
+    they carry the region's hash tag, so they live in the same slot.
 
     ARGV[1] payload        JSON text, stored verbatim ("" when staged)
     ARGV[2] id
     ARGV[3] timestamp      ms since the epoch (integer)
     ARGV[4] expire at      timestamp + retention, ms (integer)
-    ARGV[5] cutoff         now - retention, ms (integer): scores <= cutoff are outside the window
-    ARGV[6] retention      ms (integer)
-    ARGV[7] dedup ttl      ms (integer); 0: no dedup claim, no KEYS[6]
-    ARGV[8] latest policy  "monotonic" (latest moves only to a newer (timestamp, id)) | "always"
-    ARGV[9] transfer       "inline" (payload in ARGV[1]) | "staged" (payload in the staging key,
+    ARGV[5] retention      ms (integer)
+    ARGV[6] dedup ttl      ms (integer); 0: no dedup claim, no KEYS[6]
+    ARGV[7] latest policy  "monotonic" (latest moves only to a newer (timestamp, id)) | "always"
+    ARGV[8] transfer       "inline" (payload in ARGV[1]) | "staged" (payload in the staging key,
                            so large payloads are never copied through Lua)
-    ARGV[10] timestamp key holds  "payload" (legacy layout, two copies) | "id" (one copy)
+    ARGV[9] timestamp key holds  "payload" (legacy layout, two copies) | "id" (one copy)
+    ARGV[10] by-id key prefix, ARGV[11] by-id key suffix
+
+  Time is the server's (TIME): it is the clock Redis expires keys by. "Now" below is it.
 
   Output: { status, latestAdvanced (0 | 1), pruned (members removed from the index) }.
   Integers only, so a client that JSON-parses string replies decodes it unchanged.
-    status 1 persisted
+    status 1 persisted  every key is written and exists when the call returns
            2 replayed   this id is already persisted with this timestamp; nothing written
-           3 duplicate  another persisted snapshot holds the dedup bucket; nothing written
-           4 expired    timestamp + retention <= now; nothing written
+           3 duplicate  another snapshot holds the dedup bucket: a readable snapshot inside the
+                        window, or a claim young enough to belong to a legacy write still in
+                        flight (below); nothing written
+           4 expired    timestamp + retention <= now; nothing written, not even the claim
 
   Errors, all raised before the first write (Redis does not undo a script's earlier writes):
     SNAPSHOT_ARGS <argument>   an argument is malformed
     SNAPSHOT_WRONGTYPE <key>   an existing key has the wrong type (key is its role, e.g. "index")
     SNAPSHOT_CONFLICT index    this id is already indexed with another timestamp
+    SNAPSHOT_CONFLICT by-id    the by-id key holds another payload (the same id in another
+                               region, or with another timestamp)
+    SNAPSHOT_NOPERM <COMMAND>  the user may not run a write this call needs (ACLs are checked
+                               per command: all of them are checked before the first write)
   Whatever the outcome other than persisted, the staging key is deleted, so the MULTI as a
   whole leaves the keyspace as it found it.
 
@@ -56,11 +67,16 @@ local function id_after(a, b)
   return #a > #b
 end
 
-if #ARGV ~= 10 then return fail('ARGS', 'argv') end
-local payload, id, ts, expireAt, cutoff, retention, dedupTtl, policy, transfer, tsHolds = unpack(ARGV)
+-- The legacy writer claims with SET NX EX 900, then sends its pipeline in a second request;
+-- the two time out after 5 s and 15 s. A claim whose holder is not indexed and that is younger
+-- than IN_FLIGHT_MS may be such a write still in flight: it is not taken over.
+local LEGACY_CLAIM_MS, IN_FLIGHT_MS = 900000, 30000
+
+if #ARGV ~= 11 then return fail('ARGS', 'argv') end
+local payload, id, ts, expireAt, retention, dedupTtl, policy, transfer, tsHolds, byIdPrefix, byIdSuffix = unpack(ARGV)
 if id == '' then return fail('ARGS', 'id') end
 local function integer(value) return string.match(value, '^%-?%d+$') end
-if not (integer(ts) and integer(expireAt) and integer(cutoff) and integer(retention) and integer(dedupTtl)) then
+if not (integer(ts) and integer(expireAt) and integer(retention) and integer(dedupTtl)) then
   return fail('ARGS', 'integers')
 end
 if tonumber(expireAt) ~= tonumber(ts) + tonumber(retention) then return fail('ARGS', 'expireAt') end
@@ -75,57 +91,111 @@ if #KEYS ~= 5 + (dedupKey and 1 or 0) + (stagingKey and 1 or 0) then return fail
 if stagingKey and redis.call('TYPE', stagingKey).ok ~= 'string' then return fail('ARGS', 'staging') end
 
 -- Every outcome but persisted leaves the keyspace as the caller found it: drop the staged payload.
+-- pcall: a user denied DEL leaves it to expire on its own (the caller SETs it with a short PX).
 local function unchanged(status)
-  if stagingKey then redis.call('DEL', stagingKey) end
+  if stagingKey then redis.pcall('DEL', stagingKey) end
   return { status, 0, 0 }
 end
 local function refuse(code, detail)
-  if stagingKey then redis.call('DEL', stagingKey) end
+  if stagingKey then redis.pcall('DEL', stagingKey) end
   return fail(code, detail)
 end
 
 local checks = { { tsKey, 'timestamp', 'string' }, { byIdKey, 'by-id', 'string' }, { latestKey, 'latest', 'string' },
   { indexKey, 'index', 'zset' }, { liveKey, 'live', 'string' } }
 if dedupKey then checks[6] = { dedupKey, 'dedup', 'string' } end
-local tsKeyExists = false
+local exists = {}
 for i, check in ipairs(checks) do
   local t = redis.call('TYPE', check[1]).ok
   if t ~= 'none' and t ~= check[3] then return refuse('WRONGTYPE', check[2]) end
-  if i == 1 then tsKeyExists = t ~= 'none' end
+  exists[i] = t ~= 'none'
 end
 
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local t = tonumber(ts)
-
-if t <= tonumber(cutoff) then return unchanged(4) end
+-- SET ... PXAT with a time already past stores nothing: decide by the clock Redis expires by.
+if tonumber(expireAt) <= now then return unchanged(4) end
+local cutoff = now - tonumber(retention)
+local byIdOf = function(other) return byIdPrefix .. other .. byIdSuffix end
 
 local indexed = redis.call('ZSCORE', indexKey, id)
 if indexed then
   if tonumber(indexed) ~= t then return refuse('CONFLICT', 'index') end
-  if redis.call('EXISTS', byIdKey) == 1 then return unchanged(2) end
+  if exists[2] then return unchanged(2) end
   -- Indexed but its payload is gone (legacy drift): write it again below.
+elseif exists[2] then
+  -- A payload under this id that this region does not index: this very snapshot left by a legacy
+  -- write cut part-way (same bytes), or another snapshot, which must not be overwritten.
+  local mine = stagingKey and redis.call('GET', stagingKey) or payload
+  if redis.call('GET', byIdKey) ~= mine then return refuse('CONFLICT', 'by-id') end
 end
 
 if dedupKey then
   local holder = redis.call('GET', dedupKey)
-  -- A claim whose snapshot was never indexed is a legacy write that failed part-way: take it over.
-  if holder and holder ~= id and redis.call('ZSCORE', indexKey, holder) then return unchanged(3) end
+  if holder and holder ~= id then
+    local score = redis.call('ZSCORE', indexKey, holder)
+    if score then
+      -- An indexed holder blocks the bucket while it is a readable snapshot inside the window.
+      if tonumber(score) > cutoff and redis.call('EXISTS', byIdOf(holder)) == 1 then return unchanged(3) end
+    else
+      -- Never indexed: a legacy write that failed part-way, or one still in flight.
+      local pttl = redis.call('PTTL', dedupKey)
+      if pttl > LEGACY_CLAIM_MS - IN_FLIGHT_MS and pttl <= LEGACY_CLAIM_MS then return unchanged(3) end
+    end
+  end
+end
+
+-- The age of the snapshot latest names: its index score, else (legacy drift: not indexed) its
+-- payload's generated_at. Unknown (no payload, or none there): latest is dangling, it moves.
+local function ageOf(current)
+  local score = redis.call('ZSCORE', indexKey, current)
+  if score then return tonumber(score) end
+  local text = redis.call('GET', byIdOf(current))
+  if not text then return nil end
+  local ok, doc = pcall(cjson.decode, text)
+  if ok and type(doc) == 'table' and type(doc.generated_at) == 'number' then return doc.generated_at end
+  return nil
 end
 
 local advance = true
 if policy == 'monotonic' then
   local current = redis.call('GET', latestKey)
-  local currentTs = current and redis.call('ZSCORE', indexKey, current)
+  local currentTs = current and ageOf(current)
   if currentTs then
-    currentTs = tonumber(currentTs)
-    advance = t > currentTs or (t == currentTs and id_after(id, current))
+    advance = t > currentTs or (t == currentTs and (current == id or id_after(id, current)))
   end
 end
 
 -- The timestamp key holds the greatest id at this timestamp, whatever the order of arrival.
 local ownsTsKey = true
-if tsKeyExists then
+if exists[1] then
   for _, other in ipairs(redis.call('ZRANGEBYSCORE', indexKey, ts, ts)) do
     if id_after(other, id) then ownsTsKey = false end
+  end
+end
+
+-- ACLs are checked per command as it runs, and a script's earlier writes are not undone: check
+-- every write below first, by command and keys (the rest of a command's arguments does not
+-- matter to an ACL). Servers without redis.acl_check_cmd (before Redis 7) skip this.
+if redis.acl_check_cmd then
+  local writes = { { 'ZADD', indexKey }, { 'ZREMRANGEBYSCORE', indexKey }, { 'PEXPIREAT', indexKey } }
+  if dedupKey then writes[#writes + 1] = { 'SET', dedupKey } end
+  if stagingKey then
+    writes[#writes + 1] = { 'RENAME', stagingKey, byIdKey }
+    writes[#writes + 1] = { 'PEXPIREAT', byIdKey }
+  else
+    writes[#writes + 1] = { 'SET', byIdKey }
+  end
+  if ownsTsKey then
+    writes[#writes + 1] = (tsHolds == 'payload' and stagingKey) and { 'COPY', byIdKey, tsKey } or { 'SET', tsKey }
+  end
+  if advance then
+    writes[#writes + 1] = { 'SET', latestKey }
+    writes[#writes + 1] = { 'DEL', liveKey }
+  end
+  for _, w in ipairs(writes) do
+    if not redis.acl_check_cmd(unpack(w)) then return refuse('NOPERM', w[1]) end
   end
 end
 
@@ -147,7 +217,7 @@ if ownsTsKey then
   end
 end
 redis.call('ZADD', indexKey, ts, id)
-local pruned = redis.call('ZREMRANGEBYSCORE', indexKey, '-inf', cutoff)
+local pruned = redis.call('ZREMRANGEBYSCORE', indexKey, '-inf', string.format('%.0f', cutoff))
 -- The index lives as long as its newest member. Integer doubles below 2^53 format exactly.
 local newest = redis.call('ZREVRANGE', indexKey, 0, 0, 'WITHSCORES')[2]
 redis.call('PEXPIREAT', indexKey, string.format('%.0f', tonumber(newest) + tonumber(retention)))

@@ -16,8 +16,11 @@
 
   Output: nil when there is no such snapshot inside the window, else
     { id, timestamp (integer), payload (JSON text) }
-  For the latest: when latest is missing or names a snapshot that is gone (drift left by the
-  legacy pipeline), the newest indexed snapshot that still has its payload.
+  For the latest: what the application's readers get (latest, then its by-id key) whenever that
+  is a snapshot inside the window, also when it is not indexed (a legacy write cut before its
+  ZADD, or an index that expired while legacy writes went on): its timestamp is then its
+  payload's generated_at. When latest is missing or names a snapshot that is gone, the newest
+  indexed snapshot that still has its payload.
 ]]
 
 local latestKey, indexKey = KEYS[1], KEYS[2]
@@ -33,8 +36,18 @@ end
 
 if wanted ~= '' then return read(wanted) end
 
+-- Not indexed: its age from its payload (decoded only on this drift path).
+local function readUnindexed(id)
+  if redis.call('ZSCORE', indexKey, id) then return nil end
+  local payload = redis.call('GET', prefix .. id .. suffix)
+  if not payload then return nil end
+  local ok, doc = pcall(cjson.decode, payload)
+  if not (ok and type(doc) == 'table' and type(doc.generated_at) == 'number' and doc.generated_at > cutoff) then return nil end
+  return { id, doc.generated_at, payload }
+end
+
 local latest = redis.call('GET', latestKey)
-local found = latest and read(latest)
+local found = latest and (read(latest) or readUnindexed(latest))
 if found then return found end
 for _, id in ipairs(redis.call('ZREVRANGEBYSCORE', indexKey, '+inf', '(' .. ARGV[3])) do
   found = read(id)

@@ -46,7 +46,11 @@ export class RedisError extends SnapshotError {
 const scriptErrors: Record<string, (detail: string) => string> = {
   ARGS: (detail) => `the script rejected argument ${detail} (a bug in this library: please report it)`,
   WRONGTYPE: (detail) => `the ${detail} key exists with a type the scripts do not write; nothing was written`,
-  CONFLICT: () => 'this snapshot id is already stored with another timestamp; nothing was written',
+  CONFLICT: (detail) =>
+    detail === 'by-id'
+      ? 'this snapshot id is already stored for another snapshot (another region, or another timestamp); nothing was written'
+      : 'this snapshot id is already stored with another timestamp; nothing was written',
+  NOPERM: (detail) => `the Redis user may not run ${detail} on this region's keys (ACL); nothing was written`,
 };
 
 const transientReplies = new Set(['LOADING', 'BUSY', 'TRYAGAIN', 'CLUSTERDOWN', 'MASTERDOWN', 'READONLY']);
@@ -97,7 +101,9 @@ export function toSnapshotError(error: unknown): SnapshotError {
   if (word && transientReplies.has(word)) return new RedisError(word, text, true);
   const code = (error as { code?: unknown } | null)?.code;
   if (typeof code === 'string' && transientSocketCodes.has(code)) return new RedisError(code, text, true);
-  if (/Connection is closed|Command timed out|fetch failed|socket hang up|Stream isn't writeable|max retries per request/i.test(text)) {
+  // Whether the command ran is unknown in every case below (ioredis's AbortError, a command cut
+  // off with its connection, has no `code`): transient, so it is retried and ends `replayed`.
+  if ((error as Error | null)?.name === 'AbortError' || /Connection is closed|Command aborted|Command timed out|fetch failed|socket hang up|Stream isn't writeable|max retries per request/i.test(text)) {
     return new RedisError('CONNECTION', text, true);
   }
   return new RedisError(word ?? 'REDIS', text, false);

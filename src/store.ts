@@ -9,7 +9,7 @@ import { persistKeyLockingLua, persistLua, readLua } from './lua.generated.js';
 import { resolveRetry, retrying, type RetryPolicy } from './retry.js';
 import { Script, type ScriptCall } from './script.js';
 import { inspect, type DriftContext, type DriftReport, type RepairReport } from './verify.js';
-import { checkId, checkInteger, checkName, checkObject, validateSnapshot, type SnapshotInput, type ValidSnapshot } from './validate.js';
+import { checkId, checkInteger, checkObject, checkRegion, validateSnapshot, type SnapshotInput, type ValidSnapshot } from './validate.js';
 
 export type LatestPolicy = 'monotonic' | 'always';
 
@@ -98,6 +98,7 @@ export interface RepairOptions extends At {
 }
 
 const DAY_MS = 86_400_000;
+const OPTIONS_SHAPE = '{ client, keys?, retentionMs?, dedup?, latest?, maxPayloadBytes?, retry?, stagePayloadsFrom?, upstash? }';
 /** Staged transfer pays for itself from this payload length on (BENCHMARKS.md). */
 const STAGE_FROM = 4_096;
 const persistScript = new Script(persistLua.text, persistLua.sha);
@@ -118,6 +119,7 @@ function unwrap(outcome: Outcome): unknown {
 
 export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStore {
   if (typeof options !== 'object' || options === null) throw new ValidationError('options', 'expected an object');
+  checkObject('options', options, OPTIONS_SHAPE);
   const { connection: bare, cluster } = connect(options.client);
   const keyOptions = checkObject('options.keys', options.keys, '{ schema?, prefix?, timestampKey? }');
   if (cluster && (keyOptions.schema ?? 'worldmonitor-v1') === 'worldmonitor-v1') {
@@ -133,19 +135,22 @@ export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStor
     windowMs: checkInteger('options.dedup.windowMs', dedupOptions.windowMs ?? 900_000, 1),
     ttlMs: checkInteger('options.dedup.ttlMs', dedupOptions.ttlMs ?? 900_000, 1),
   };
+  // A claim that expires before its window ends lets a second snapshot into the same window.
+  if (dedup && dedup.ttlMs < dedup.windowMs) throw new ValidationError('options.dedup.ttlMs', `shorter than windowMs (${dedup.windowMs}): a second snapshot could take the same window`);
   const latest = options.latest ?? 'monotonic';
   if (latest !== 'monotonic' && latest !== 'always') throw new ValidationError('options.latest', "expected 'monotonic' or 'always'");
   const maxPayloadBytes = checkInteger('options.maxPayloadBytes', options.maxPayloadBytes ?? 8 * 1024 * 1024, 2);
   const retry: RetryPolicy = resolveRetry(options.retry);
   const connection = retrying(bare, retry);
-  const keyLocking = options.upstash?.keyLocking ?? false;
+  const keyLocking = checkObject('options.upstash', options.upstash, '{ keyLocking? }').keyLocking ?? false;
   if (typeof keyLocking !== 'boolean') throw new ValidationError('options.upstash.keyLocking', 'expected a boolean');
   if (keyLocking && !isUpstash(options.client)) throw new ValidationError('options.upstash.keyLocking', 'needs an @upstash/redis client (stock Redis rejects the flag)');
   const persister = keyLocking ? keyLockingPersistScript : persistScript;
 
-  const clock = (at: At | undefined) => checkInteger('now', checkObject('at', at, '{ now? }').now ?? Date.now(), 0);
+  const nowOf = (now: number | undefined) => checkInteger('now', now ?? Date.now(), 0);
+  const clock = (at: At | undefined) => nowOf(checkObject('at', at, '{ now? }').now);
 
-  function persistCall(s: ValidSnapshot, now: number): ScriptCall {
+  function persistCall(s: ValidSnapshot): ScriptCall {
     const keys = [
       schema.timestamp(s.region, s.timestamp),
       schema.byId(s.region, s.id),
@@ -163,12 +168,12 @@ export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStor
       s.id,
       String(s.timestamp),
       String(s.timestamp + retentionMs),
-      String(now - retentionMs),
       String(retentionMs),
       String(claim ? dedup.ttlMs : 0),
       latest,
       staged ? 'staged' : 'inline',
       tsHolds,
+      ...byIdTemplate(schema, s.region),
     ];
     if (cluster) checkOneSlot(keys);
     return staged ? { keys, args, stage: { key: keys.at(-1)!, value: s.payloadText } } : { keys, args };
@@ -190,7 +195,7 @@ export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStor
     const slots: number[] = [];
     snapshots.forEach((snapshot, i) => {
       try {
-        calls.push(persistCall(validateSnapshot(snapshot, { now, maxPayloadBytes }), now));
+        calls.push(persistCall(validateSnapshot(snapshot, { now, maxPayloadBytes })));
         slots.push(i);
       } catch (reason) {
         settled[i] = { status: 'rejected', reason };
@@ -217,41 +222,57 @@ export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStor
   return {
     async persist(snapshot, at) {
       const now = clock(at);
-      const call = persistCall(validateSnapshot(snapshot, { now, maxPayloadBytes }), now);
+      const call = persistCall(validateSnapshot(snapshot, { now, maxPayloadBytes }));
       const [outcome] = await persister.runMany(connection, [call], retry);
       return decodePersist(unwrap(outcome!));
     },
     persistMany,
     async readLatest(region, at) {
-      const [found] = await readMany([readCall(checkName('region', region), '', clock(at))]);
+      const [found] = await readMany([readCall(checkRegion('region', region), '', clock(at))]);
       return found!;
     },
     async readLatestMany(regions, at) {
       if (!Array.isArray(regions)) throw new ValidationError('regions', 'expected an array');
       const now = clock(at);
-      const calls = regions.map((region, i) => readCall(checkName(`regions[${i}]`, region), '', now));
+      const calls = regions.map((region, i) => readCall(checkRegion(`regions[${i}]`, region), '', now));
       return calls.length > 0 ? readMany(calls) : [];
     },
     async readById(region, id, at) {
-      const [found] = await readMany([readCall(checkName('region', region), checkId('id', id), clock(at))]);
+      const [found] = await readMany([readCall(checkRegion('region', region), checkId('id', id), clock(at))]);
       return found!;
     },
     async list(region, listOptions) {
-      checkName('region', region);
+      checkRegion('region', region);
       const options = checkObject('options', listOptions, '{ since?, until?, limit?, now? }');
-      const cutoff = clock(options) - retentionMs;
+      const now = nowOf(options.now);
+      const cutoff = now - retentionMs;
       const since = checkInteger('options.since', options.since ?? 0, 0);
       const until = checkInteger('options.until', options.until ?? Number.MAX_SAFE_INTEGER, 0);
       const limit = options.limit === undefined ? -1 : checkInteger('options.limit', options.limit, 1);
-      const members = await connection.rangeByScoreDesc(schema.index(region), Math.max(since, cutoff + 1), until, limit).catch((error: unknown) => {
+      const [members, current] = await Promise.all([
+        connection.rangeByScoreDesc(schema.index(region), Math.max(since, cutoff + 1), until, limit),
+        connection.get(schema.latest(region)),
+      ]).catch((error: unknown) => {
         throw toSnapshotError(error);
       });
-      return members.map(({ member, score }) => ({ id: member, timestamp: score }));
+      const listed = members.map(({ member, score }) => ({ id: member, timestamp: score }));
+      if (current === null || listed.some(({ id }) => id === String(current))) return listed;
+      // The snapshot the application's readers get (latest, then by-id) is listed even when the
+      // index does not hold it (legacy drift, an index that expired under legacy writes).
+      const [found] = await readMany([readCall(region, '', now)]);
+      if (!found || found.id !== String(current) || found.timestamp < since || found.timestamp > until) return listed;
+      listed.push({ id: found.id, timestamp: found.timestamp });
+      // Newest first by (timestamp, id); ids are ASCII, so code units order them as bytes.
+      listed.sort((a, b) => b.timestamp - a.timestamp || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
+      return limit > 0 ? listed.slice(0, limit) : listed;
     },
     async verify(region, at) {
       const { regions, findings } = await inspect(drift, region, 'verify', clock(at));
       return { regions, findings };
     },
-    repair: (region, options = {}) => inspect(drift, region, options.dryRun ? 'verify' : 'repair', clock(options)),
+    async repair(region, repairOptions) {
+      const options = checkObject('options', repairOptions, '{ dryRun?, now? }');
+      return inspect(drift, region, options.dryRun ? 'verify' : 'repair', nowOf(options.now));
+    },
   };
 }

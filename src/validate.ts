@@ -41,10 +41,23 @@ export function checkId(field: string, value: unknown): string {
   return value;
 }
 
-/** An optional argument that must be an object when given: undefined → {}. */
+/** A region name: a name, and not `all`, which verify, repair and the CLI take for every region. */
+export function checkRegion(field: string, value: unknown): string {
+  if (checkName(field, value) === 'all') throw new ValidationError(field, "'all' is reserved: verify, repair and the CLI read it as every region");
+  return value as string;
+}
+
+/**
+ * An optional argument that must be an object when given: undefined → {}. `shape` names the
+ * properties it may have, e.g. `{ since?, limit? }`; any other own property is refused by name
+ * (a typo such as `retentionMS` would otherwise be silently ignored).
+ */
 export function checkObject<T extends object>(field: string, value: T | undefined, shape: string): Partial<T> {
   if (value === undefined) return {};
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ValidationError(field, `expected ${shape}`);
+  const known = new Set((/\{([^}]*)\}/.exec(shape)?.[1] ?? '').split(',').map((name) => name.trim().replace(/\?$/, '')));
+  const unknown = Object.keys(value).filter((name) => !known.has(name));
+  if (unknown.length > 0) throw new ValidationError(field, `unknown option${unknown.length > 1 ? 's' : ''} ${unknown.map((n) => JSON.stringify(n.slice(0, 64))).join(', ')} (expected ${shape})`);
   return value;
 }
 
@@ -55,15 +68,20 @@ export function checkInteger(field: string, value: unknown, min: number, max = N
   return value;
 }
 
-/** UTF-8 length of a string without encoding it; stops counting once past `limit`. */
+/**
+ * UTF-8 length of a string without encoding it; stops counting once past `limit`. -1 when it
+ * holds a lone surrogate: UTF-8 cannot carry one (it would be stored as U+FFFD, and read back
+ * different from what was given).
+ */
 function utf8Length(text: string, limit: number): number {
   let bytes = 0;
   for (let i = 0; i < text.length && bytes <= limit; i++) {
     const c = text.charCodeAt(i);
     if (c < 0x80) bytes += 1;
     else if (c < 0x800) bytes += 2;
-    else if (c >= 0xd800 && c <= 0xdbff) { bytes += 4; i++; } // a surrogate pair
-    else bytes += 3;
+    else if (c < 0xd800 || c > 0xdfff) bytes += 3;
+    else if (c <= 0xdbff && (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00) { bytes += 4; i++; } // a pair
+    else return -1;
   }
   return bytes;
 }
@@ -92,9 +110,10 @@ function payloadText(payload: unknown, maxBytes: number): string {
   if (text === undefined || !/^\s*[{[]/.test(text)) {
     throw new ValidationError('payload', 'expected a JSON object or array');
   }
-  if (text.length > maxBytes || (text.length * 3 > maxBytes && utf8Length(text, maxBytes) > maxBytes)) {
-    throw new ValidationError('payload', `larger than maxPayloadBytes (${maxBytes} bytes)`);
-  }
+  if (text.length > maxBytes) throw new ValidationError('payload', `larger than maxPayloadBytes (${maxBytes} bytes)`);
+  const bytes = utf8Length(text, maxBytes);
+  if (bytes < 0) throw new ValidationError('payload', 'contains a lone UTF-16 surrogate, which UTF-8 cannot carry: it would not read back as given');
+  if (bytes > maxBytes) throw new ValidationError('payload', `larger than maxPayloadBytes (${maxBytes} bytes)`);
   return text;
 }
 
@@ -102,7 +121,7 @@ function payloadText(payload: unknown, maxBytes: number): string {
 export function validateSnapshot(input: unknown, limits: { now: number; maxPayloadBytes: number }): ValidSnapshot {
   if (typeof input !== 'object' || input === null) throw new ValidationError('snapshot', 'expected an object');
   const s = input as Partial<SnapshotInput>;
-  const region = checkName('region', s.region);
+  const region = checkRegion('region', s.region);
   const id = checkId('id', s.id);
   const timestamp = checkInteger('timestamp', s.timestamp, 0);
   if (timestamp > limits.now + DAY_MS) throw new ValidationError('timestamp', 'more than a day in the future (expected ms since the epoch)');

@@ -1,6 +1,7 @@
 import calculateSlot from 'cluster-key-slot';
 import type { Cluster, Redis } from 'ioredis';
 import { pairs, type Connection, type Outcome, type ScriptCommand } from '../connection.js';
+import { ValidationError } from '../errors.js';
 
 export function isIoredis(client: unknown): client is Redis | Cluster {
   const c = client as Partial<Redis> | null;
@@ -88,6 +89,12 @@ async function execPerNode(client: Cluster, commands: readonly ScriptCommand[]):
 
 /** ioredis, standalone or Sentinel (one pipeline per batch) or Cluster (one pipeline per node). */
 export function ioredisConnection(client: Redis | Cluster): Connection {
+  // ioredis prefixes KEYS but not the key names the scripts build from ARGV, nor SCAN patterns:
+  // reads and verify would miss what persist wrote.
+  const keyPrefix = (client as { options?: { keyPrefix?: unknown; redisOptions?: { keyPrefix?: unknown } } }).options;
+  if (keyPrefix?.keyPrefix || keyPrefix?.redisOptions?.keyPrefix) {
+    throw new ValidationError('options.client', "ioredis' keyPrefix is not supported (it prefixes KEYS but not the key names scripts derive, nor SCAN patterns): use the store's keys.prefix option instead");
+  }
   return {
     staging: true,
     evalMany: (commands) => (client.isCluster ? execPerNode(client as Cluster, commands) : execPipeline(client, commands)),

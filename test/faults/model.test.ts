@@ -9,9 +9,10 @@
  * no key may expire for real during a run: every snapshot that gets written has
  * timestamp > now - retention, and the clock starts at START, at least an hour after the real
  * time (runs take seconds), so every expiry (timestamp + retention, index: newest + retention) lies
- * after START, in the real future. Dedup claims expire after their PX ttl of real time (10 min),
- * also after the run. What the scripts derive from `now` (the `expired` status, pruning on write,
- * the window of every read) is what gets exercised, and the model reproduces it.
+ * after START, in the real future. Dedup claims expire after their PX ttl of real time (15 min),
+ * also after the run. What the scripts derive from `now` (the window of every read) is what gets
+ * exercised, and the model reproduces it. The `expired` status and pruning on write follow the
+ * server's clock (persist.lua reads TIME), which this clock does not move: no run reaches them.
  *
  * Reproduce a failure: the test prints its seed; `FC_SEED=<seed>` replays the same runs. On
  * failure fast-check prints `path` and, in the counterexample, `replayPath`:
@@ -29,7 +30,7 @@ import { SnapshotModel, type KeyEntry, type Leftover, type PersistOutcome } from
 import { startRedis, type RedisServer } from '../support/redis.js';
 
 const GRID_MS = 5 * 60_000; // timestamps fall on this grid around `now`, so they collide
-const DEDUP = { windowMs: 3 * GRID_MS, ttlMs: 10 * 60_000 }; // three grid steps share a bucket
+const DEDUP = { windowMs: 3 * GRID_MS, ttlMs: 3 * GRID_MS }; // three grid steps share a bucket
 const RETENTION_MS = 12 * GRID_MS;
 const START = Math.ceil((Date.now() + 3_600_000) / DEDUP.windowMs) * DEDUP.windowMs;
 const REGIONS = ['mena', 'europe', 'global'] as const;

@@ -6,12 +6,13 @@ import type { ListOptions, PersistResult, SnapshotInput, StoredSnapshot } from '
  * promise in their header blocks, for the default `monotonic` latest policy. The model-based test
  * runs the same commands here and against Redis and compares every result and the whole keyspace.
  *
- * Time: every call takes the caller's clock `now`, as the store does. Redis expires keys by its
- * own clock, which a test cannot move, so the model never expires a key either: it keeps what
- * Redis keeps, and reproduces from `now` what the scripts derive from it (the `expired` status,
- * pruning on write, the retention window of reads). Dedup claims are the one expiry relative to
- * the server's clock (`PX ttl`), so the model records the wall-clock interval of the call that
- * made each claim and expects the key's expiry inside it.
+ * Time: every call takes the caller's clock `now`, as the store does; it sets the retention
+ * window of reads. What a persist writes (the `expired` status, pruning on write) persist.lua
+ * decides by the server's clock, which lies in the call's wall-clock interval `realTime`: the
+ * model takes its start. Redis expires keys by its own clock, which a test cannot move, so the
+ * model never expires a key either: it keeps what Redis keeps. Dedup claims are the one expiry
+ * relative to the server's clock (`PX ttl`), so the model records the wall-clock interval of the
+ * call that made each claim and expects the key's expiry inside it.
  */
 
 export interface ModelOptions {
@@ -72,24 +73,31 @@ export class SnapshotModel {
   persist(s: SnapshotInput, now: number, realTime: [number, number]): PersistOutcome {
     const { retentionMs, dedup } = this.options;
     const r = this.region(s.region);
-    const cutoff = now - retentionMs;
+    void now; // bounds the timestamp in validate.ts only
+    const cutoff = realTime[0] - retentionMs;
     if (s.timestamp <= cutoff) return { status: 'expired', latestAdvanced: false, pruned: 0 };
 
+    const text = typeof s.payload === 'string' ? s.payload : JSON.stringify(s.payload);
     const indexed = r.index.get(s.id);
     if (indexed !== undefined) {
       if (indexed !== s.timestamp) return { error: 'SCRIPT_CONFLICT' };
       if (this.byId.has(this.schema.byId(s.region, s.id))) return { status: 'replayed', latestAdvanced: false, pruned: 0 };
+    } else if ((this.byId.get(this.schema.byId(s.region, s.id))?.text ?? text) !== text) {
+      return { error: 'SCRIPT_CONFLICT' }; // the by-id key holds another snapshot
     }
 
     const bucket = Math.floor(s.timestamp / dedup.windowMs);
     const claimKey = `${s.trigger}:${bucket}`;
     const holder = s.trigger === undefined ? undefined : r.claims.get(claimKey)?.id;
-    // A claim whose snapshot is no longer indexed does not block: it is taken over.
-    if (holder !== undefined && holder !== s.id && r.index.has(holder)) return { status: 'duplicate', latestAdvanced: false, pruned: 0 };
+    // A claim blocks while its holder is readable inside the window; else it is taken over. (The
+    // model makes no legacy claims, so the in-flight margin for unindexed holders never applies.)
+    const holderTs = holder === undefined ? undefined : r.index.get(holder);
+    if (holder !== undefined && holder !== s.id && holderTs !== undefined && holderTs > cutoff && this.byId.has(this.schema.byId(s.region, holder))) {
+      return { status: 'duplicate', latestAdvanced: false, pruned: 0 };
+    }
 
     // Latest moves only forward, unless what it names is no longer indexed.
     const advance = !r.latest || !r.index.has(r.latest.id) || after([s.timestamp, s.id], [r.latest.timestamp, r.latest.id]);
-    const text = typeof s.payload === 'string' ? s.payload : JSON.stringify(s.payload);
     const ownsTimestamp = [...r.index].every(([id, ts]) => ts !== s.timestamp || !(id > s.id));
 
     if (s.trigger !== undefined) r.claims.set(claimKey, { trigger: s.trigger, bucket, id: s.id, at: realTime });

@@ -23,7 +23,7 @@ function fieldOf(f: () => unknown): string | undefined {
   return undefined;
 }
 
-const test = suite('validate', 7);
+const test = suite('validate', 9);
 
 test('names: 1 to 64 of a-z 0-9 _ -, from a letter or digit', () => {
   for (const name of ['a', '0', 'sub-saharan-africa', 'scheduled_6h', 'x'.repeat(64)]) assert.is(checkName('region', name), name);
@@ -66,6 +66,29 @@ test('payload size counts UTF-8 bytes: 1, 2, 3 and 4 bytes a character', () => {
     assert.ok(fits(`["${chars}"]`), `${bytes}-byte characters at the limit`);
     assert.not.ok(fits(`["${chars}x"]`), `${bytes}-byte characters over the limit`);
   }
+});
+
+test('payload size is exact when a high surrogate is followed by a non-surrogate; lone surrogates are refused', () => {
+  const reason = (payload: string, maxPayloadBytes: number) => {
+    try {
+      validateSnapshot({ ...snapshot, payload }, { now: NOW, maxPayloadBytes });
+      return undefined;
+    } catch (error) {
+      return (error as ValidationError).message;
+    }
+  };
+  // 20 x (lone high surrogate, U+4E00): 20 x (3 + 3) bytes once encoded (U+FFFD for the lone one).
+  const text = `["${'\ud800\u4e00'.repeat(20)}"]`;
+  assert.match(reason(text, 200) ?? '', /lone UTF-16 surrogate/);
+  assert.match(reason(`["a\udc00"]`, 200) ?? '', /lone UTF-16 surrogate/);
+  // Serialised payloads escape lone surrogates (\ud800 in ASCII): they round-trip and are accepted.
+  assert.is(fieldOf(() => validateSnapshot({ ...snapshot, payload: { s: '\ud800' } }, limits)), undefined);
+  // A real pair is 4 bytes, exactly at the limit.
+  assert.is(reason(`["${'\u{1f600}'.repeat(15)}"]`, 64), undefined);
+});
+
+test("a region named 'all' is refused: verify, repair and the CLI read it as every region", () => {
+  assert.is(fieldOf(() => validateSnapshot({ ...snapshot, region: 'all' }, limits)), 'region');
 });
 
 test('store options: defaults and documented values accepted', () => {
