@@ -8,9 +8,9 @@ const keys = keySchemas['worldmonitor-v1'];
 
 export interface HistoryCase {
   members: number;
-  /** Medians over rounds, per call: Redis main-thread CPU µs. */
-  persistCpuUs: number;
-  readLatestCpuUs: number;
+  /** Per call, one value per round: Redis main-thread CPU µs. */
+  persistCpuUs: number[];
+  readLatestCpuUs: number[];
 }
 
 export interface Pathological {
@@ -64,7 +64,7 @@ export async function historyScenario(options: { client: Redis; control: Redis; 
     }
   }
   await control.flushall();
-  return sizes.map((members, i) => ({ members, persistCpuUs: median(samples[i]!.persist), readLatestCpuUs: median(samples[i]!.read) }));
+  return sizes.map((members, i) => ({ members, persistCpuUs: samples[i]!.persist, readLatestCpuUs: samples[i]!.read }));
 }
 
 /**

@@ -24,14 +24,14 @@ const quick = process.argv.includes('--quick');
 const KB = 1024;
 /** Persists per batch, per payload size and persists in flight (1 in flight: full run only). */
 const sizes = [
-  { bytes: 2 * KB, count: { 16: quick ? 300 : 1000, 1: 300 } },
-  { bytes: 32 * KB, count: { 16: quick ? 120 : 400, 1: 150 } },
-  { bytes: 256 * KB, count: { 16: quick ? 30 : 100, 1: 40 } },
+  { bytes: 2 * KB, count: { 16: quick ? 300 : 1000, 1: 200 } },
+  { bytes: 32 * KB, count: { 16: quick ? 120 : 400, 1: 100 } },
+  { bytes: 256 * KB, count: { 16: quick ? 30 : 100, 1: 25 } },
 ];
 const inflights = quick ? [16] : [16, 1];
-const rounds = quick ? 3 : 11;
+const rounds = quick ? 5 : 11;
 const historySizes = [1_000, 10_000, 100_000];
-const history = { count: quick ? 200 : 500, rounds: quick ? 2 : 5 };
+const history = { count: quick ? 200 : 300, rounds: quick ? 3 : 7 };
 const pathologicalPersists = quick ? 5 : 20;
 const latencyReps = 7;
 /** Persists whose bytes the proxy counts, per strategy and size (the count is deterministic). */
@@ -104,8 +104,8 @@ try {
           { label: `default layout, ${defaults[2 * KB]}`, payload: payloads.get(2 * KB)!, bytes: 2 * KB },
           { label: `default layout, ${defaults[32 * KB]}`, payload: payloads.get(32 * KB)!, bytes: 32 * KB },
         ],
-        calls: 400,
-        rounds: 3,
+        calls: 300,
+        rounds: 5,
       });
   const version = /^redis_version:(.+)$/m.exec(await control.info('server'))?.[1]?.trim() ?? 'unknown';
 
