@@ -105,7 +105,7 @@ try {
           { label: `default layout, ${defaults[32 * KB]}`, payload: payloads.get(32 * KB)!, bytes: 32 * KB },
         ],
         calls: 300,
-        rounds: 5,
+        rounds: 7,
       });
   const version = /^redis_version:(.+)$/m.exec(await control.info('server'))?.[1]?.trim() ?? 'unknown';
 
