@@ -24,6 +24,9 @@ export interface ProfileStep {
 export interface Profile {
   label: string;
   payloadBytes: number;
+  /** Persists per batch (16 in flight) and rounds after the warm-up. */
+  calls: number;
+  rounds: number;
   steps: ProfileStep[];
 }
 
@@ -115,6 +118,8 @@ export async function profileScript(options: {
     profiles.push({
       label,
       payloadBytes: bytes,
+      calls,
+      rounds,
       steps: steps.map((step, k) => {
         const before = k === 0 ? new Map<string, number>() : samples[k - 1]!.calls;
         const ran = [...samples[k]!.calls]

@@ -357,10 +357,11 @@ function markdown(r: Results, targets: Target[]): string {
     'What each group of persist.lua\'s commands costs. bench/profile.ts cuts lua/persist.lua as it is at run time: before its first',
     'statement, then before every top-level statement that runs a `redis.call` (each step adds one group of commands and the plain',
     'Lua after it), by inserting `do return { 1, 0, 0 } end`. Each cut runs through the unchanged store with default options (a',
-    'spying client swaps persist.lua\'s SHA for the cut\'s), 300 persists per batch, 16 in flight, the cuts taking turns over 7 rounds',
+    'spying client swaps persist.lua\'s SHA for the cut\'s), after the whole script has persisted one snapshot of each region (a',
+    `steady state: latest and index present); ${r.profile[0]?.calls} persists per batch, 16 in flight, the cuts taking turns over ${r.profile[0]?.rounds} rounds`,
     'after a warm-up; medians. "Commands they run" is the difference in commandstats calls per persist from the step before, so a',
     'branch not taken shows nothing. CPU is cumulative main-thread CPU per persist; script µs is `EVALSHA`\'s commandstats usec.',
-    'Produced by `npm run bench` (full run; --quick skips it). Steps are noisy to a few µs on this machine.',
+    'Produced by `npm run bench` (full run; --quick skips it). On a shared machine a step can come out negative: read small steps as noise.',
     '',
     ...profileSection(r),
   ].join('\n');
