@@ -19,6 +19,9 @@ export interface ProfileStep {
   /** Cumulative, per persist: main-thread CPU µs, and the script's commandstats µs (EVALSHA). */
   cpuUs: number;
   scriptUs: number;
+  /** What this step adds: median over rounds of the difference from the step before, within a round. */
+  cpuStepUs: number | undefined;
+  scriptStepUs: number | undefined;
 }
 
 export interface Profile {
@@ -133,6 +136,8 @@ export async function profileScript(options: {
           commands: k === 0 ? [...samples[0]!.calls].map(([name, n]) => `${name.toUpperCase()}${n === 1 ? '' : ` ×${n}`}`).join(', ') || '—' : ran.join(', ') || '—',
           cpuUs: median(samples[k]!.cpu),
           scriptUs: median(samples[k]!.script),
+          cpuStepUs: k === 0 ? undefined : median(samples[k]!.cpu.map((v, r) => v - samples[k - 1]!.cpu[r]!)),
+          scriptStepUs: k === 0 ? undefined : median(samples[k]!.script.map((v, r) => v - samples[k - 1]!.script[r]!)),
         };
       }),
     });

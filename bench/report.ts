@@ -241,10 +241,9 @@ function profileSection(r: Results): string[] {
     '',
     '| persist.lua lines added | commands they run per persist | main-thread CPU µs per persist | step | script µs (commandstats) | step |',
     '|---|---|---|---|---|---|',
-    ...p.steps.map((s, k) => {
-      const prev = p.steps[k - 1];
-      const step = (v: number, before: number | undefined) => (before === undefined ? '' : `${v - before >= 0 ? '+' : ''}${num(v - before)}`);
-      return `| ${s.lines} | ${s.commands} | ${num(s.cpuUs)} | ${step(s.cpuUs, prev?.cpuUs)} | ${num(s.scriptUs)} | ${step(s.scriptUs, prev?.scriptUs)} |`;
+    ...p.steps.map((s) => {
+      const step = (v: number | undefined) => (v === undefined ? '' : `${v >= 0 ? '+' : ''}${num(v)}`);
+      return `| ${s.lines} | ${s.commands} | ${num(s.cpuUs)} | ${step(s.cpuStepUs)} | ${num(s.scriptUs)} | ${step(s.scriptStepUs)} |`;
     }),
     '',
   ]);
@@ -280,7 +279,6 @@ function markdown(r: Results, targets: Target[]): string {
     '',
     'Redis main-thread CPU µs per persist, 16 in flight, medians over rounds. How noisy the machine was: over the rounds, legacy\'s own',
     `batches ranged ${sizes.map((s) => noise(r, s)).join('; ')}.`,
-    '',
     '',
     ...cpuTable(r),
     '',
@@ -361,7 +359,8 @@ function markdown(r: Results, targets: Target[]): string {
     'spying client swaps persist.lua\'s SHA for the cut\'s), after the whole script has persisted one snapshot of each region (a',
     `steady state: latest and index present); ${r.profile[0]?.calls} persists per batch, 16 in flight, the cuts taking turns over ${r.profile[0]?.rounds} rounds`,
     'after a warm-up; medians. "Commands they run" is the difference in commandstats calls per persist from the step before, so a',
-    'branch not taken shows nothing. CPU is cumulative main-thread CPU per persist; script µs is `EVALSHA`\'s commandstats usec.',
+    'branch not taken shows nothing. CPU is cumulative main-thread CPU per persist; script µs is `EVALSHA`\'s commandstats usec;',
+    '"step" is what the step adds: the median over rounds of its difference from the step before within the same round.',
     'Produced by `npm run bench` (full run; --quick skips it). On a shared machine a step can come out negative: read small steps as noise.',
     '',
     ...profileSection(r),
