@@ -91,7 +91,7 @@ try {
   const historyCases = await historyScenario({ client: direct, control, source, payload: payloads.get(2 * KB)!, sizes: historySizes, ...history });
   const worst = await pathological({ client: direct, control, payload: payloads.get(2 * KB)!, members: 100_000, persists: pathologicalPersists });
   console.error(`bench: history and pathological region done (${elapsed()})`);
-  const upstash = await upstashScenario({ redis, source, payload: payloads.get(32 * KB)!, persists: bytesSample, reads: quick ? 10 : 50 });
+  const upstash = await upstashScenario({ redis, source, payload: payloads.get(32 * KB)!, persists: bytesSample, reads: quick ? 50 : 200 });
   console.error(`bench: Upstash path done (${elapsed()})`);
   const latency = quick ? undefined : await latencyScenario(redis, source, payloads.get(32 * KB)!, latencyReps);
   const profile = quick
