@@ -31,7 +31,7 @@ const sizes = [
 const inflights = quick ? [16] : [16, 1];
 const rounds = quick ? 5 : 11;
 const historySizes = [1_000, 10_000, 100_000];
-const history = { count: quick ? 200 : 300, rounds: quick ? 3 : 7 };
+const history = { count: quick ? 300 : 400, rounds: quick ? 5 : 11 };
 const pathologicalPersists = quick ? 5 : 20;
 const latencyReps = 7;
 /** Persists whose bytes the proxy counts, per strategy and size (the count is deterministic). */
