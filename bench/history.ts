@@ -5,6 +5,8 @@ import { concurrently, mainThreadCpuUs, median, type SnapshotSource } from './me
 import { RETENTION_MS } from './strategies.js';
 
 const keys = keySchemas['worldmonitor-v1'];
+/** Slices per batch in the history scenario. */
+export const SLICES = 4;
 
 export interface HistoryCase {
   members: number;
@@ -45,23 +47,31 @@ export async function historyScenario(options: { client: Redis; control: Redis; 
   const oldest = Date.now() - 3 * 3_600_000;
   for (const members of sizes) await fillIndex(control, keys.index(`history-${members}`), members, 'h', (i) => oldest + i);
   const samples = sizes.map(() => ({ persist: [] as number[], read: [] as number[] }));
+  // Each round's batches go in slices, the sizes taking turns slice by slice, so a burst of
+  // machine noise falls on every size alike.
+  const slice = Math.ceil(count / SLICES);
   for (let round = 0; round <= rounds; round++) {
-    for (let k = 0; k < sizes.length; k++) {
-      const i = (k + round) % sizes.length;
-      const region = `history-${sizes[i]}`;
-      let cpu0 = await mainThreadCpuUs(control);
-      await concurrently(count, 16, () => store.persist(source.next(payload, region)));
-      const persistCpu = ((await mainThreadCpuUs(control)) - cpu0) / count;
-      cpu0 = await mainThreadCpuUs(control);
-      await concurrently(count, 16, async () => {
-        if ((await store.readLatest(region)) === null) throw new Error('history: readLatest found nothing');
-      });
-      const readCpu = ((await mainThreadCpuUs(control)) - cpu0) / count;
-      await control.zremrangebyscore(keys.index(region), `(${oldest + sizes[i]!}`, '+inf');
-      if (round === 0) continue; // warm-up
-      samples[i]!.persist.push(persistCpu);
-      samples[i]!.read.push(readCpu);
+    const cpu = sizes.map(() => ({ persist: 0, read: 0 }));
+    for (let part = 0; part < SLICES; part++) {
+      for (let k = 0; k < sizes.length; k++) {
+        const i = (k + round + part) % sizes.length;
+        const region = `history-${sizes[i]}`;
+        let cpu0 = await mainThreadCpuUs(control);
+        await concurrently(slice, 16, () => store.persist(source.next(payload, region)));
+        cpu[i]!.persist += (await mainThreadCpuUs(control)) - cpu0;
+        cpu0 = await mainThreadCpuUs(control);
+        await concurrently(slice, 16, async () => {
+          if ((await store.readLatest(region)) === null) throw new Error('history: readLatest found nothing');
+        });
+        cpu[i]!.read += (await mainThreadCpuUs(control)) - cpu0;
+      }
     }
+    for (const members of sizes) await control.zremrangebyscore(keys.index(`history-${members}`), `(${oldest + members}`, '+inf');
+    if (round === 0) continue; // warm-up
+    cpu.forEach((c, i) => {
+      samples[i]!.persist.push(c.persist / (slice * SLICES));
+      samples[i]!.read.push(c.read / (slice * SLICES));
+    });
   }
   await control.flushall();
   return sizes.map((members, i) => ({ members, persistCpuUs: samples[i]!.persist, readLatestCpuUs: samples[i]!.read }));

@@ -1,6 +1,6 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { chartSvg } from './chart.js';
-import type { HistoryCase, Pathological } from './history.js';
+import { SLICES, type HistoryCase, type Pathological } from './history.js';
 import type { LatencyCase } from './latency.js';
 import { median, type BatchResult } from './measure.js';
 import type { Profile } from './profile.js';
@@ -317,9 +317,9 @@ function markdown(r: Results, targets: Target[]): string {
     ...sizes.map((s) => sizeTable(r, s)),
     '## Cost against history',
     '',
-    `One region per index size, its index filled with older members; per round (${h.rounds} after a warm-up) and size, in rotated order, ${h.count}`,
-    `persists then ${h.count} readLatests, 2 KB, 16 in flight, default store; the batch's members are then removed, so each round starts`,
-    `from the same index. Main-thread CPU µs per call, medians over rounds; ratios to the smallest index are medians of the ratios within`,
+    `One region per index size, its index filled with older members; per round (${h.rounds} after a warm-up) and size, ${h.count} persists and`,
+    `${h.count} readLatests, 2 KB, 16 in flight, default store, in ${SLICES} slices in which the sizes take turns; the round's members are then`,
+    `removed, so each round starts from the same index. Main-thread CPU µs per call, medians over rounds; ratios to the smallest index are medians of the ratios within`,
     `each round; "the same within noise" is read as within ${x(FLAT_WITHIN)}.`,
     '',
     `| index members | persist CPU µs | to ${int(r.history[0]!.members)} | readLatest CPU µs | to ${int(r.history[0]!.members)} |`,

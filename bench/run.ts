@@ -24,14 +24,14 @@ const quick = process.argv.includes('--quick');
 const KB = 1024;
 /** Persists per batch, per payload size and persists in flight (1 in flight: full run only). */
 const sizes = [
-  { bytes: 2 * KB, count: { 16: quick ? 300 : 1000, 1: 200 } },
-  { bytes: 32 * KB, count: { 16: quick ? 120 : 400, 1: 100 } },
-  { bytes: 256 * KB, count: { 16: quick ? 30 : 100, 1: 25 } },
+  { bytes: 2 * KB, count: { 16: quick ? 200 : 1000, 1: 200 } },
+  { bytes: 32 * KB, count: { 16: quick ? 100 : 400, 1: 100 } },
+  { bytes: 256 * KB, count: { 16: quick ? 24 : 100, 1: 25 } },
 ];
 const inflights = quick ? [16] : [16, 1];
 const rounds = quick ? 5 : 11;
 const historySizes = [1_000, 10_000, 100_000];
-const history = { count: quick ? 300 : 400, rounds: quick ? 5 : 11 };
+const history = { count: quick ? 200 : 400, rounds: quick ? 3 : 11 };
 const pathologicalPersists = quick ? 5 : 20;
 const latencyReps = 7;
 /** Persists whose bytes the proxy counts, per strategy and size (the count is deterministic). */
@@ -91,7 +91,7 @@ try {
   const historyCases = await historyScenario({ client: direct, control, source, payload: payloads.get(2 * KB)!, sizes: historySizes, ...history });
   const worst = await pathological({ client: direct, control, payload: payloads.get(2 * KB)!, members: 100_000, persists: pathologicalPersists });
   console.error(`bench: history and pathological region done (${elapsed()})`);
-  const upstash = await upstashScenario({ redis, source, payload: payloads.get(32 * KB)!, persists: bytesSample, reads: quick ? 50 : 200 });
+  const upstash = await upstashScenario({ redis, source, payload: payloads.get(32 * KB)!, persists: bytesSample, reads: quick ? 30 : 200 });
   console.error(`bench: Upstash path done (${elapsed()})`);
   const latency = quick ? undefined : await latencyScenario(redis, source, payloads.get(32 * KB)!, latencyReps);
   const profile = quick
