@@ -72,8 +72,12 @@ export async function profileScript(options: {
   rounds: number;
 }): Promise<Profile[]> {
   const { client, control, source, calls, rounds } = options;
-  const steps = cuts(persistLua.text);
-  const shas = await Promise.all(steps.map((s) => control.script('LOAD', s.text) as Promise<string>));
+  // A cut that does not compile (a statement the line rule misread) is dropped: its lines join the next step.
+  const loaded = await Promise.all(cuts(persistLua.text).map((step) => (control.script('LOAD', step.text) as Promise<string>).then((sha) => ({ step, sha }), () => undefined)));
+  const usable = loaded.filter((l) => l !== undefined);
+  const steps = usable.map((l) => l.step);
+  const shas = usable.map((l) => l.sha);
+  if (steps.at(-1)?.line !== undefined) throw new Error('profile: lua/persist.lua itself does not load');
   let current = 0;
   const spy = spyClient(client, (args) => {
     if (String(args[0]).toLowerCase() === 'evalsha' && args[1] === persistLua.sha) return [args[0], shas[current], ...args.slice(2)];
