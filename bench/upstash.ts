@@ -28,6 +28,8 @@ export interface UpstashResult {
   /** The `Upstash-Encoding` header a client with default options sent. */
   defaultEncodingHeader: string | undefined;
   payloadBytes: number;
+  /** The payload's JSON text as a string inside the request's JSON body: quotes and backslashes escaped. */
+  payloadInRequestBytes: number;
   encodings: UpstashEncoding[];
 }
 
@@ -64,7 +66,7 @@ export async function upstashScenario(options: { redis: RedisServer; source: Sna
     const { readUs, header } = await clientReadTimes(payload, reads);
     out.forEach((e) => (e.readUs = readUs[e.encoding]));
     const clientVersion = (JSON.parse(readFileSync(new URL('../node_modules/@upstash/redis/package.json', import.meta.url), 'utf8')) as { version: string }).version;
-    return { clientVersion, defaultEncodingHeader: header, payloadBytes, encodings: out };
+    return { clientVersion, defaultEncodingHeader: header, payloadBytes, payloadInRequestBytes: Buffer.byteLength(JSON.stringify(JSON.stringify(payload))), encodings: out };
   } finally {
     await proxy.close();
     await server.close();
