@@ -274,6 +274,8 @@ function markdown(r: Results, targets: Target[]): string {
     '',
     '## Targets',
     '',
+    'Main-thread CPU per persist, throughput at 16 in flight, cost against history and the Upstash path (these replace the earlier',
+    'targets on commandstats server time, which leaves out reading and parsing requests), then bytes on the wire and round trips.',
     '"Default" is a store with default options: at each size, the transfer mode it picks (asked of the store: does its persist send',
     `MULTI?): ${sizes.map((s) => `${kb(s)} ${r.defaults[s]}`).join(', ')}. Ratios are medians over rounds of the ratio within each round.`,
     '',
