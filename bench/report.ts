@@ -19,7 +19,7 @@ export interface Results {
     sizes: Array<{ bytes: number; count: Record<number, number> }>;
     latencyReps: number;
     bytesSample: number;
-    history: { sizes: number[]; count: number; rounds: number };
+    history: { sizes: number[]; count: number; rounds: number; payloadBytes: number };
   };
   strategies: Array<{ name: string; module: boolean }>;
   /** Per payload size: the strategy a store with default options is (its transfer mode). */
@@ -92,12 +92,14 @@ export function evaluateTargets(r: Results): Target[] {
       met: worst >= 1.3,
     });
   }
+  const small = r.config.history.payloadBytes;
+  const smallDefault = `default (${r.defaults[small] ?? 'store'}, ${kb(small)})`;
   for (const [what, metric] of [['persist', 'persistCpuUs'], ['readLatest', 'readLatestCpuUs']] as const) {
     const growth = historyGrowth(r, metric);
     const worst = Math.max(...growth);
     targets.push({
       target: `${what} CPU the same at ${r.history.map((h) => int(h.members)).join(' / ')} index members (within ${x(FLAT_WITHIN)})`,
-      strategy: 'default (persist inline, 2 KB)',
+      strategy: smallDefault,
       measured: `${r.history.map((h) => num(median(h[metric]))).join(' / ')} µs; to ${int(r.history[0]!.members)}: ${growth.map(x).join(' / ')}`,
       met: worst <= FLAT_WITHIN,
     });
@@ -105,7 +107,7 @@ export function evaluateTargets(r: Results): Target[] {
   const p = r.pathological;
   targets.push({
     target: `persist < 1 ms with ${int(p.members)} members at one timestamp`,
-    strategy: 'default (persist inline, 2 KB)',
+    strategy: smallDefault,
     measured: `${num(p.cpuUs / 1000)} ms main-thread CPU (${num(p.wallMs)} ms wall)`,
     met: p.cpuUs < 1000,
   });
@@ -321,7 +323,7 @@ function markdown(r: Results, targets: Target[]): string {
     '## Cost against history',
     '',
     `One region per index size, its index filled with older members; per round (${h.rounds} after a warm-up) and size, ${h.count} persists and`,
-    `${h.count} readLatests, 2 KB, 16 in flight, default store, in ${SLICES} slices in which the sizes take turns; the round's members are then`,
+    `${h.count} readLatests, ${kb(h.payloadBytes)}, 16 in flight, default store, in ${SLICES} slices in which the sizes take turns; the round's members are then`,
     `removed, so each round starts from the same index. Main-thread CPU µs per call, medians over rounds; ratios to the smallest index are medians of the ratios within`,
     `each round; "the same within noise" is read as within ${x(FLAT_WITHIN)}.`,
     '',
@@ -384,8 +386,8 @@ function readmeSection(r: Results, targets: Target[]): string {
     `\`npm run bench\` (${r.durationS} s in the last run; \`-- --quick\` prints the target rows in under 30 s) starts its own Redis and`,
     'measures, interleaved, the legacy seeder (a dedup request, then six commands as one pipeline carrying the payload twice),',
     'MULTI/EXEC of the same writes, this module\'s `persist` inline, staged and staged one-copy, and the floors (one `SET … PXAT`;',
-    'two SETs), at 2 KB, 32 KB and 256 KB: Redis main-thread CPU per persist (`INFO cpu`) beside commandstats, throughput,',
-    'bytes, memory, cost against index size, the Upstash path, 20 ms RTT round trips and a per-step profile of persist.lua.',
+    `two SETs), at ${sizes.map(kb).join(', ')}: Redis main-thread CPU per persist (\`INFO cpu\`) beside commandstats, throughput,`,
+    `bytes, memory, cost against index size, the Upstash path, ${r.latency ? `${r.latency.rttMs} ms RTT round trips ` : ''}and a per-step profile of persist.lua.`,
     `[BENCHMARKS.md](BENCHMARKS.md) has the tables, the chart and every target; ${met} of ${targets.length} met in the last run`,
     `(${r.date.slice(0, 10)}, Redis ${r.redisVersion}, ${r.machine.cores}-core ${r.machine.cpu}; BENCHMARKS.md shows how noisy the machine was).`,
     '',
@@ -402,7 +404,7 @@ function readmeSection(r: Results, targets: Target[]): string {
     }),
     '',
     ...(seeder.length > 0
-      ? [`8-region persist at 20 ms RTT: ${seeder.map((c) => `${x(c.speedup)} faster than legacy over ${c.transport}`).join(', ')}.`, '']
+      ? [`8-region persist at ${r.latency!.rttMs} ms RTT: ${seeder.map((c) => `${x(c.speedup)} faster than legacy over ${c.transport}`).join(', ')}.`, '']
       : []),
   ].join('\n');
 }

@@ -31,6 +31,8 @@ const sizes = [
 const inflights = quick ? [16] : [16, 1];
 const rounds = quick ? 5 : 11;
 const historySizes = [1_000, 10_000, 100_000];
+/** Payload of the history and pathological regions' persists. */
+const historyPayload = 2 * KB;
 const history = { count: quick ? 200 : 400, rounds: quick ? 3 : 11 };
 const pathologicalPersists = quick ? 5 : 20;
 const latencyReps = 7;
@@ -88,8 +90,8 @@ try {
   }
   await control.flushall();
 
-  const historyCases = await historyScenario({ client: direct, control, source, payload: payloads.get(2 * KB)!, sizes: historySizes, ...history });
-  const worst = await pathological({ client: direct, control, payload: payloads.get(2 * KB)!, members: 100_000, persists: pathologicalPersists });
+  const historyCases = await historyScenario({ client: direct, control, source, payload: payloads.get(historyPayload)!, sizes: historySizes, ...history });
+  const worst = await pathological({ client: direct, control, payload: payloads.get(historyPayload)!, members: 100_000, persists: pathologicalPersists });
   console.error(`bench: history and pathological region done (${elapsed()})`);
   const upstash = await upstashScenario({ redis, source, payload: payloads.get(32 * KB)!, persists: bytesSample, reads: quick ? 30 : 200 });
   console.error(`bench: Upstash path done (${elapsed()})`);
@@ -115,7 +117,7 @@ try {
     durationS: 0,
     machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version },
     redisVersion: version,
-    config: { rounds, inflights, sizes, latencyReps, bytesSample, history: { ...history, sizes: historySizes } },
+    config: { rounds, inflights, sizes, latencyReps, bytesSample, history: { ...history, sizes: historySizes, payloadBytes: historyPayload } },
     strategies: strategies.map((s) => ({ name: s.name, module: s.module })),
     defaults,
     batches: [...samples].map(([key, rounds]) => {
