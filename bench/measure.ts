@@ -72,6 +72,16 @@ export async function mainThreadCpuUs(control: Redis): Promise<number> {
   return (field('used_cpu_sys_main_thread') + field('used_cpu_user_main_thread')) * 1e6;
 }
 
+/** Main-thread CPU of an empty batch: the two bracketing INFO calls alone, µs (median of `times`). */
+export async function emptyBatchCpuUs(control: Redis, times = 21): Promise<number> {
+  const deltas: number[] = [];
+  for (let i = 0; i < times; i++) {
+    const cpu0 = await mainThreadCpuUs(control);
+    deltas.push((await mainThreadCpuUs(control)) - cpu0);
+  }
+  return median(deltas);
+}
+
 /** `count` calls of `task`, `inflight` of them outstanding at any time: elapsed ms and sorted latencies. */
 export async function concurrently(count: number, inflight: number, task: (n: number) => Promise<unknown>): Promise<{ elapsedMs: number; latencies: number[] }> {
   const latencies: number[] = [];
@@ -92,8 +102,8 @@ export async function concurrently(count: number, inflight: number, task: (n: nu
 /**
  * `count` persists with `inflight` of them outstanding at any time, on an empty keyspace.
  * `control` is a separate connection for FLUSHALL, stats and MEMORY USAGE, none of which is
- * among a strategy's server commands; its two INFO calls inside the measured span cost the main
- * thread some tens of µs per batch, under 0.1 µs per persist.
+ * among a strategy's server commands; its two INFO calls inside the measured span are measured
+ * apart (emptyBatchCpuUs).
  */
 export async function runBatch(batch: {
   strategy: Strategy;

@@ -13,6 +13,8 @@ export interface Results {
   durationS: number;
   machine: { cpu: string; cores: number; memoryGiB: number; node: string };
   redisVersion: string;
+  /** Main-thread CPU µs of the two INFO calls that bracket every batch, with nothing between them. */
+  emptyBatchUs: number;
   config: {
     rounds: number;
     inflights: number[];
@@ -305,7 +307,7 @@ function markdown(r: Results, targets: Target[]): string {
     '  **floor: two SETs**: that SET under the timestamp key and the by-id key, one pipeline (the floor for two copies).',
     '- **Main-thread CPU** is the delta of `INFO cpu` `used_cpu_sys_main_thread` + `used_cpu_user_main_thread` over a batch, divided',
     '  by its persists: everything Redis\'s one thread spends on them, reading and parsing requests and writing replies included.',
-    '  The two `INFO` calls that bracket a batch are inside it (tens of µs per batch). With 16 in flight it also depends on how',
+    `  The two \`INFO\` calls that bracket a batch are inside it: ${num(r.emptyBatchUs)} µs per batch with nothing between them. With 16 in flight it also depends on how`,
     '  requests arrive: requests that arrive together are read with one system call, so a slower client (more work per persist',
     '  on the client, or a loaded machine) costs Redis more CPU per persist. Every strategy pays its own client\'s work here.',
     '- **commandstats µs** is the `INFO commandstats` usec of the commands a strategy sends at top level, reset before each batch:',

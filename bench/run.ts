@@ -13,7 +13,7 @@ import { TcpProxy } from '../test/support/proxy.js';
 import { startRedis } from '../test/support/redis.js';
 import { historyScenario, pathological } from './history.js';
 import { DELAY_MS, latencyScenario } from './latency.js';
-import { runBatch, SnapshotSource, type BatchResult } from './measure.js';
+import { emptyBatchCpuUs, runBatch, SnapshotSource, type BatchResult } from './measure.js';
 import { snapshotPayload } from './payloads.js';
 import { profileScript } from './profile.js';
 import { evaluateTargets, printTargets, writeReport, type Results } from './report.js';
@@ -109,6 +109,7 @@ try {
         calls: 300,
         rounds: 7,
       });
+  const emptyBatchUs = await emptyBatchCpuUs(control);
   const version = /^redis_version:(.+)$/m.exec(await control.info('server'))?.[1]?.trim() ?? 'unknown';
 
   const results: Results = {
@@ -117,6 +118,7 @@ try {
     durationS: 0,
     machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version },
     redisVersion: version,
+    emptyBatchUs,
     config: { rounds, inflights, sizes, latencyReps, bytesSample, history: { ...history, sizes: historySizes, payloadBytes: historyPayload } },
     strategies: strategies.map((s) => ({ name: s.name, module: s.module })),
     defaults,
