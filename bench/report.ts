@@ -1,4 +1,5 @@
 import { readFileSync, writeFileSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
 import { chartSvg } from './chart.js';
 import { SLICES, type HistoryCase, type Pathological } from './history.js';
 import type { LatencyCase } from './latency.js';
@@ -266,8 +267,9 @@ function markdown(r: Results, targets: Target[]): string {
     '# Benchmarks',
     '',
     'Written by `npm run bench` (bench/run.ts) in one run: every figure, verdict and the chart below come from the run described',
-    'here. Raw figures: [bench/results.json](bench/results.json). `npm run bench -- --quick` prints the target rows in under 30 s',
-    'and writes nothing.',
+    'here. Raw figures: [bench/results.json](bench/results.json). `npm run bench -- --quick` prints the target rows only',
+    '(fewer rounds, smaller batches, no latency scenario or profile) and writes nothing. `node --import tsx bench/report.ts` writes',
+    'this file, the chart and README.md\'s Benchmarks section again from bench/results.json, without measuring.',
     '',
     `- Command: \`${r.command}\` (${r.durationS} s, ${r.date})`,
     `- Machine: ${r.machine.cpu}, ${r.machine.cores} cores, ${r.machine.memoryGiB} GiB, Node ${r.machine.node}; how noisy it was: see the range of legacy's own batches below`,
@@ -385,7 +387,7 @@ function readmeSection(r: Results, targets: Target[]): string {
   return [
     '## Benchmarks',
     '',
-    `\`npm run bench\` (${r.durationS} s in the last run; \`-- --quick\` prints the target rows in under 30 s) starts its own Redis and`,
+    `\`npm run bench\` (${r.durationS} s in the last run; \`-- --quick\` prints only the target rows, from a shorter run) starts its own Redis and`,
     'measures, interleaved, the legacy seeder (a dedup request, then six commands as one pipeline carrying the payload twice),',
     'MULTI/EXEC of the same writes, this module\'s `persist` inline, staged and staged one-copy, and the floors (one `SET … PXAT`;',
     `two SETs), at ${sizes.map(kb).join(', ')}: Redis main-thread CPU per persist (\`INFO cpu\`) beside commandstats, throughput,`,
@@ -433,4 +435,10 @@ export function writeReport(r: Results): void {
   const end = text.indexOf('\n## ', start + 1);
   if (start < 0 || end < 0) throw new Error('README.md has no "## Benchmarks" section followed by another section');
   writeFileSync(readme, `${text.slice(0, start + 1)}${readmeSection(r, targets)}${text.slice(end)}`);
+}
+
+// `node --import tsx bench/report.ts`: the documents again from bench/results.json, without measuring.
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const { targets: _, ...results } = JSON.parse(readFileSync(new URL('results.json', import.meta.url), 'utf8')) as Results & { targets: unknown };
+  writeReport(results);
 }
