@@ -23,6 +23,9 @@ export interface BatchResult {
   persistsPerSec: number;
   p50Ms: number;
   p99Ms: number;
+  /** Redis main-thread CPU per persist, µs: reading, parsing, executing, replying. */
+  cpuUs: number;
+  /** `INFO commandstats` usec per persist of the strategy's top-level commands: executing only. */
   serverUs: number;
   memoryBytes: number;
 }
@@ -38,20 +41,69 @@ export function median(values: readonly number[]): number {
   return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
+/** `INFO commandstats` as command name → calls, usec, failed calls (Redis 7 has failed_calls). */
+export async function commandStats(control: Redis): Promise<Map<string, { calls: number; usec: number; failed: number }>> {
+  const stats = new Map<string, { calls: number; usec: number; failed: number }>();
+  for (const [line, name, calls, usec] of (await control.info('commandstats')).matchAll(/^cmdstat_([\w|]+):calls=(\d+),usec=(\d+),.*$/gm)) {
+    stats.set(name!, { calls: Number(calls), usec: Number(usec), failed: Number(/failed_calls=(\d+)/.exec(line)?.[1] ?? 0) });
+  }
+  return stats;
+}
+
 /** Total usec of the named commands in `INFO commandstats`. */
 async function commandUsec(control: Redis, commands: readonly string[]): Promise<number> {
-  const info = await control.info('commandstats');
   let usec = 0;
-  for (const [, name, value] of info.matchAll(/^cmdstat_(\w+):calls=\d+,usec=(\d+),/gm)) {
-    if (commands.includes(name!)) usec += Number(value);
-  }
+  for (const [name, { usec: value }] of await commandStats(control)) if (commands.includes(name)) usec += value;
   return usec;
+}
+
+/**
+ * CPU time of Redis's main thread so far, µs: `INFO cpu` `used_cpu_sys_main_thread` +
+ * `used_cpu_user_main_thread` (getrusage of that thread; Redis 7.0 has both). Unlike commandstats
+ * it includes reading and parsing requests and writing replies, where a payload's bytes are paid.
+ */
+export async function mainThreadCpuUs(control: Redis): Promise<number> {
+  const info = await control.info('cpu');
+  const field = (name: string) => {
+    const value = new RegExp(`^${name}:([\\d.]+)`, 'm').exec(info)?.[1];
+    if (value === undefined) throw new Error(`INFO cpu has no ${name}: this Redis cannot report main-thread CPU`);
+    return Number(value);
+  };
+  return (field('used_cpu_sys_main_thread') + field('used_cpu_user_main_thread')) * 1e6;
+}
+
+/** Main-thread CPU of an empty batch: the two bracketing INFO calls alone, µs (median of `times`). */
+export async function emptyBatchCpuUs(control: Redis, times = 21): Promise<number> {
+  const deltas: number[] = [];
+  for (let i = 0; i < times; i++) {
+    const cpu0 = await mainThreadCpuUs(control);
+    deltas.push((await mainThreadCpuUs(control)) - cpu0);
+  }
+  return median(deltas);
+}
+
+/** `count` calls of `task`, `inflight` of them outstanding at any time: elapsed ms and sorted latencies. */
+export async function concurrently(count: number, inflight: number, task: (n: number) => Promise<unknown>): Promise<{ elapsedMs: number; latencies: number[] }> {
+  const latencies: number[] = [];
+  let issued = 0;
+  const worker = async () => {
+    while (issued < count) {
+      const n = issued++;
+      const t0 = performance.now();
+      await task(n);
+      latencies.push(performance.now() - t0);
+    }
+  };
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: Math.min(inflight, count) }, worker));
+  return { elapsedMs: performance.now() - t0, latencies: latencies.sort((a, b) => a - b) };
 }
 
 /**
  * `count` persists with `inflight` of them outstanding at any time, on an empty keyspace.
  * `control` is a separate connection for FLUSHALL, stats and MEMORY USAGE, none of which is
- * among a strategy's server commands.
+ * among a strategy's server commands; its two INFO calls inside the measured span are measured
+ * apart (emptyBatchCpuUs).
  */
 export async function runBatch(batch: {
   strategy: Strategy;
@@ -65,24 +117,12 @@ export async function runBatch(batch: {
   const { strategy, persist, control, source, payload, count, inflight } = batch;
   await control.flushall();
   await control.config('RESETSTAT');
-  const latencies: number[] = [];
-  let issued = 0;
   let last: BenchSnapshot | undefined;
-  const worker = async () => {
-    while (issued < count) {
-      issued++;
-      last = source.next(payload);
-      const t0 = performance.now();
-      await persist(last);
-      latencies.push(performance.now() - t0);
-    }
-  };
-  const t0 = performance.now();
-  await Promise.all(Array.from({ length: inflight }, worker));
-  const elapsedMs = performance.now() - t0;
+  const cpu0 = await mainThreadCpuUs(control);
+  const { elapsedMs, latencies } = await concurrently(count, inflight, () => persist((last = source.next(payload))));
+  const cpuUs = ((await mainThreadCpuUs(control)) - cpu0) / count;
   const serverUs = (await commandUsec(control, strategy.serverCommands)) / count;
   let memoryBytes = 0;
   for (const key of strategy.snapshotKeys(last!)) memoryBytes += Number(await control.call('MEMORY', 'USAGE', key, 'SAMPLES', '0'));
-  latencies.sort((a, b) => a - b);
-  return { persistsPerSec: (count / elapsedMs) * 1000, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), serverUs, memoryBytes };
+  return { persistsPerSec: (count / elapsedMs) * 1000, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), cpuUs, serverUs, memoryBytes };
 }

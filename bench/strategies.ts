@@ -96,13 +96,62 @@ export const floor: Strategy = {
   snapshotKeys: (s) => [legacyKeys.byId(s.region, s.id)],
 };
 
-/** In table order: one `moduleStrategy(…)` per transfer mode or key layout of the store. `legacy` and `floor` are the ratios' baselines. */
-export const strategies: readonly Strategy[] = [
-  legacy,
-  multiExec,
-  moduleStrategy('persist (ARGV)', { stagePayloadsFrom: Infinity }),
-  // The script runs inside EXEC, which already counts its time: count the transaction only.
-  moduleStrategy('persist (staged)', { stagePayloadsFrom: 0 }, ['multi', 'exec']),
-  moduleStrategy('persist (staged, one copy)', { stagePayloadsFrom: 0, keys: { timestampKey: 'id' } }, ['multi', 'exec']),
-  floor,
-];
+/** The floor for the two-copy layout: the payload SET under both keys, in one round trip. */
+export const twoSets: Strategy = {
+  name: 'floor: two SETs',
+  module: false,
+  serverCommands: ['set'],
+  bind: (client) => (s) => {
+    const text = JSON.stringify(s.payload);
+    const expireAt = s.timestamp + RETENTION_MS;
+    return client.pipeline().set(legacyKeys.timestamp(s.region, s.timestamp), text, 'PXAT', expireAt).set(legacyKeys.byId(s.region, s.id), text, 'PXAT', expireAt).exec();
+  },
+  snapshotKeys: (s) => [legacyKeys.timestamp(s.region, s.timestamp), legacyKeys.byId(s.region, s.id)],
+};
+
+export const inline = moduleStrategy('persist inline', { stagePayloadsFrom: Infinity });
+// The script runs inside EXEC, which already counts its time: count the transaction only.
+export const staged = moduleStrategy('persist staged', { stagePayloadsFrom: 0 }, ['multi', 'exec']);
+export const oneCopy = moduleStrategy('staged one-copy', { stagePayloadsFrom: 0, keys: { timestampKey: 'id' } }, ['multi', 'exec']);
+
+/**
+ * In table order: one `moduleStrategy(…)` per transfer mode or key layout of the store. `legacy`,
+ * `multiExec` and the floors are the ratios' baselines.
+ */
+export const strategies: readonly Strategy[] = [legacy, multiExec, inline, staged, oneCopy, floor, twoSets];
+
+/**
+ * The client with every pipeline's `call` passed through `rewrite` first: how the bench sees (and
+ * the profile redirects) what the store sends, without touching the store.
+ */
+export function spyClient(client: Redis, rewrite: (args: unknown[]) => unknown[]): Redis {
+  return new Proxy(client, {
+    get(target, prop) {
+      if (prop === 'pipeline') {
+        return () => {
+          const pipeline = target.pipeline();
+          const call = pipeline.call.bind(pipeline) as (...args: unknown[]) => unknown;
+          Object.assign(pipeline, { call: (...args: unknown[]) => call(...rewrite(args)) });
+          return pipeline;
+        };
+      }
+      const value = Reflect.get(target, prop) as unknown;
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+}
+
+/**
+ * The transfer mode a store with default options uses for `payload`: the row the default-layout
+ * targets read. Asked of the store itself (does its persist send MULTI?), so a changed threshold
+ * is followed.
+ */
+export async function defaultStrategy(client: Redis, snapshot: BenchSnapshot): Promise<Strategy> {
+  let stagedSent = false;
+  const spy = spyClient(client, (args) => {
+    if (String(args[0]).toUpperCase() === 'MULTI') stagedSent = true;
+    return args;
+  });
+  await createSnapshotStore({ client: spy, retentionMs: RETENTION_MS }).persist(snapshot);
+  return stagedSent ? staged : inline;
+}
