@@ -168,11 +168,12 @@ if policy == 'monotonic' then
 end
 
 -- The timestamp key holds the greatest id at this timestamp, whatever the order of arrival.
+-- Members of equal score are ordered by bytes, as id_after orders ids: one lookup, however
+-- many snapshots share the timestamp.
 local ownsTsKey = true
 if exists[1] then
-  for _, other in ipairs(redis.call('ZRANGEBYSCORE', indexKey, ts, ts)) do
-    if id_after(other, id) then ownsTsKey = false end
-  end
+  local greatest = redis.call('ZREVRANGEBYSCORE', indexKey, ts, ts, 'LIMIT', 0, 1)[1]
+  if greatest and id_after(greatest, id) then ownsTsKey = false end
 end
 
 -- ACLs are checked per command as it runs, and a script's earlier writes are not undone: check
