@@ -9,6 +9,8 @@ import { readFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { Redis } from 'ioredis';
 import { persistLua } from '../src/lua.generated.js';
+// @ts-expect-error: a plain .mjs build script, without type declarations.
+import { stripLua } from '../scripts/lua-strip.mjs';
 import { TcpProxy } from '../test/support/proxy.js';
 import { startRedis } from '../test/support/redis.js';
 import { historyScenario, pathological } from './history.js';
@@ -40,7 +42,7 @@ const latencyReps = 7;
 const bytesSample = 8;
 
 // The store sends src/lua.generated.ts; the bench measures lua/ as it is now.
-if (persistLua.text !== readFileSync(new URL('../lua/persist.lua', import.meta.url), 'utf8')) {
+if (persistLua.text !== (stripLua as (text: string) => string)(readFileSync(new URL('../lua/persist.lua', import.meta.url), 'utf8'))) {
   throw new Error('src/lua.generated.ts is older than lua/persist.lua: run `npm run build` first');
 }
 
