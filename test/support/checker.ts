@@ -245,7 +245,9 @@ export async function checkInvariants(client: Redis, options: CheckOptions): Pro
     }
   }
 
-  const sent = options.sent ? [...options.sent] : undefined;
+  const sent = new Map<string, Array<{ region: string; id: string; timestamp: number; trigger?: string }>>();
+  for (const s of options.sent ?? []) sent.set(`${s.region} ${s.id}`, [...(sent.get(`${s.region} ${s.id}`) ?? []), s]);
+  const sentAs = (region: string, id: string) => (options.sent ? (sent.get(`${region} ${id}`) ?? []) : undefined);
   for (const [key, p] of parsed) {
     if (p.role === 'byId' || p.role === 'timestamp') {
       if (!expectType(key, 'string')) continue;
@@ -265,12 +267,13 @@ export async function checkInvariants(client: Redis, options: CheckOptions): Pro
       const member = (liveMembers.get(p.region) ?? []).find(([m]) => m === id);
       if (!member || str(layout.byId(p.region, id)) === undefined) {
         // A claim may outlive its snapshot only once that snapshot has left the window.
-        const since = sent?.find((s) => s.region === p.region && s.id === id && s.trigger === p.trigger && Math.floor(s.timestamp / dedup.windowMs) === p.bucket && s.timestamp <= cutoff);
+        const since = sentAs(p.region, id)?.find((s) => s.trigger === p.trigger && Math.floor(s.timestamp / dedup.windowMs) === p.bucket && s.timestamp <= cutoff);
         if (!since) found.push(`${key}: claims ${id}, which is not a persisted snapshot of ${p.region}`);
         continue;
       }
       if (Math.floor(member[1] / dedup.windowMs) !== p.bucket) found.push(`${key}: claims ${id}, whose timestamp ${member[1]} is in bucket ${Math.floor(member[1] / dedup.windowMs)}`);
-      if (sent && !sent.some((s) => s.region === p.region && s.id === id && s.timestamp === member[1] && s.trigger === p.trigger)) {
+      const as = sentAs(p.region, id);
+      if (as && !as.some((s) => s.timestamp === member[1] && s.trigger === p.trigger)) {
         found.push(`${key}: claims ${id}, which was never sent with trigger ${p.trigger}`);
       }
     }
