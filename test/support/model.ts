@@ -3,7 +3,7 @@ import type { ListOptions, PersistResult, SnapshotInput, StoredSnapshot } from '
 
 /**
  * The intended semantics of a snapshot store, in memory: what lua/persist.lua and lua/read.lua
- * promise in their header blocks, for the default `monotonic` latest policy. The model-based test
+ * promise in their header blocks, for either latest policy and either timestamp-key layout. The model-based test
  * runs the same commands here and against Redis and compares every result and the whole keyspace.
  *
  * Time: every call takes the caller's clock `now`, as the store does. Redis expires keys by its
@@ -18,6 +18,10 @@ export interface ModelOptions {
   retentionMs: number;
   dedup: { windowMs: number; ttlMs: number };
   schema?: KeySchema;
+  /** Default 'monotonic'. */
+  latest?: 'monotonic' | 'always';
+  /** What the timestamp key holds: the payload (default, two copies) or the id (one copy). */
+  timestampKey?: 'payload' | 'id';
 }
 
 /** One key as stored: its value and its absolute expiry (ms; -1: none), or a range for a PX ttl. */
@@ -37,7 +41,7 @@ interface Region {
   index: Map<string, number>;
   indexExpireAt: number;
   latest: { id: string; timestamp: number } | undefined;
-  /** Timestamp -> payload text of the greatest id at that timestamp. */
+  /** Timestamp -> what the timestamp key holds: payload text (or id) of the greatest id there. */
   byTimestamp: Map<number, string>;
   /** `trigger:bucket` -> the claiming id and the wall-clock interval of its claim. */
   claims: Map<string, { trigger: string; bucket: number; id: string; at: [number, number] }>;
@@ -87,14 +91,14 @@ export class SnapshotModel {
     // A claim whose snapshot is no longer indexed does not block: it is taken over.
     if (holder !== undefined && holder !== s.id && r.index.has(holder)) return { status: 'duplicate', latestAdvanced: false, pruned: 0 };
 
-    // Latest moves only forward, unless what it names is no longer indexed.
-    const advance = !r.latest || !r.index.has(r.latest.id) || after([s.timestamp, s.id], [r.latest.timestamp, r.latest.id]);
+    // Latest moves only forward, unless what it names is no longer indexed (or the policy is 'always').
+    const advance = this.options.latest === 'always' || !r.latest || !r.index.has(r.latest.id) || after([s.timestamp, s.id], [r.latest.timestamp, r.latest.id]);
     const text = typeof s.payload === 'string' ? s.payload : JSON.stringify(s.payload);
     const ownsTimestamp = [...r.index].every(([id, ts]) => ts !== s.timestamp || !(id > s.id));
 
     if (s.trigger !== undefined) r.claims.set(claimKey, { trigger: s.trigger, bucket, id: s.id, at: realTime });
     this.byId.set(this.schema.byId(s.region, s.id), { text, region: s.region, id: s.id, timestamp: s.timestamp });
-    if (ownsTimestamp) r.byTimestamp.set(s.timestamp, text);
+    if (ownsTimestamp) r.byTimestamp.set(s.timestamp, this.options.timestampKey === 'id' ? s.id : text);
     r.index.set(s.id, s.timestamp);
     let pruned = 0;
     for (const [id, ts] of r.index) {
