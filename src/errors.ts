@@ -97,7 +97,9 @@ export function toSnapshotError(error: unknown): SnapshotError {
   if (word && transientReplies.has(word)) return new RedisError(word, text, true);
   const code = (error as { code?: unknown } | null)?.code;
   if (typeof code === 'string' && transientSocketCodes.has(code)) return new RedisError(code, text, true);
-  if (/Connection is closed|Command timed out|fetch failed|socket hang up|Stream isn't writeable|max retries per request/i.test(text)) {
+  // Whether the command ran is unknown in every case below (ioredis's AbortError, a command cut
+  // off with its connection, has no `code`): transient, so it is retried and ends `replayed`.
+  if ((error as Error | null)?.name === 'AbortError' || /Connection is closed|Command aborted|Command timed out|fetch failed|socket hang up|Stream isn't writeable|max retries per request/i.test(text)) {
     return new RedisError('CONNECTION', text, true);
   }
   return new RedisError(word ?? 'REDIS', text, false);

@@ -29,6 +29,10 @@ test('transient replies and socket errors are retryable; others are not', () => 
   }
   assert.ok((toSnapshotError(reply('connect ECONNREFUSED 127.0.0.1:1', { code: 'ECONNREFUSED' })) as RedisError).transient);
   assert.ok((toSnapshotError(reply('Connection is closed.')) as RedisError).transient);
+  // ioredis, when a connection closes with a pipeline's or transaction's replies outstanding: the command may have run.
+  const aborted = toSnapshotError(Object.assign(reply('Command aborted due to connection close'), { name: 'AbortError' }));
+  assert.is(aborted.code, 'CONNECTION');
+  assert.ok((aborted as RedisError).transient);
   // ioredis, when the server stays unreachable for maxRetriesPerRequest reconnections.
   assert.ok((toSnapshotError(reply('Reached the max retries per request limit (which is 20). Refer to "maxRetriesPerRequest" option for details.')) as RedisError).transient);
   const oom = toSnapshotError(reply("OOM command not allowed when used memory > 'maxmemory'."));
