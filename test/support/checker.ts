@@ -122,29 +122,21 @@ async function readAll(client: Redis): Promise<Map<string, Entry>> {
     keys.push(...batch);
     cursor = next;
   } while (cursor !== '0');
-  const meta = client.pipeline();
-  for (const key of keys) meta.type(key).pexpiretime(key).pttl(key);
-  const metaReplies = ((await meta.exec()) ?? []).map(([error, value]) => {
-    if (error) throw error;
-    return value;
-  });
-  const values = client.pipeline();
-  keys.forEach((key, i) => {
-    if (metaReplies[3 * i] === 'string') values.get(key);
-    else values.zrange(key, 0, -1, 'WITHSCORES');
-  });
-  const valueReplies = (await values.exec()) ?? [];
+  // One pipeline, not a transaction (a cluster node refuses one spanning slots). GET on a sorted
+  // set and ZRANGE on a string fail harmlessly. A key that expired part-way (-2) counts as gone.
+  const pipeline = client.pipeline();
+  for (const key of keys) pipeline.type(key).pexpiretime(key).pttl(key).get(key).zrange(key, 0, -1, 'WITHSCORES');
+  const replies = ((await pipeline.exec()) ?? []).map(([, value]) => value);
   const out = new Map<string, Entry>();
   keys.forEach((key, i) => {
-    const type = String(metaReplies[3 * i]);
-    const value = valueReplies[i]?.[1];
-    const entry: Entry = { type, at: Number(metaReplies[3 * i + 1]), pttl: Number(metaReplies[3 * i + 2]) };
-    if (type === 'string' && typeof value === 'string') entry.value = value;
-    if (type === 'zset' && Array.isArray(value)) {
+    const [type, at, pttl, text, flat] = replies.slice(5 * i, 5 * i + 5);
+    const entry: Entry = { type: String(type), at: Number(at), pttl: Number(pttl) };
+    if (type === 'string' && typeof text === 'string') entry.value = text;
+    if (type === 'zset' && Array.isArray(flat)) {
       entry.members = [];
-      for (let j = 0; j < value.length; j += 2) entry.members.push([String(value[j]), Number(value[j + 1])]);
+      for (let j = 0; j < flat.length; j += 2) entry.members.push([String(flat[j]), Number(flat[j + 1])]);
     }
-    if (type !== 'none') out.set(key, entry);
+    if (type !== 'none' && entry.at !== -2 && entry.pttl !== -2) out.set(key, entry);
   });
   return out;
 }
