@@ -13,7 +13,7 @@ import { restoreKeyspace, snapshotOf, type Keyspace } from '../support/faults.js
 import { dumpKeyspace } from '../support/keyspace.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
 
-const test = suite('invariant checker against verify', 3);
+const test = suite('invariant checker against verify', 4);
 
 const NOW = Date.now();
 const RETENTION_MS = 90 * 86_400_000;
@@ -160,6 +160,33 @@ test('damages verify cannot see: the checker catches each', async () => {
     if (checker.length === 0) missed.push(name);
   }
   assert.equal(missed, []);
+});
+
+test("the cluster layout ({region} in every key): clean, damaged, and a layout that matches nothing", async () => {
+  await admin.flushall();
+  const store = createSnapshotStore({ client: admin, keys: { schema: 'cluster' } });
+  const sent = history().filter((s) => s.region === 'mena');
+  for (const s of sent) assert.is((await store.persist(s, { now: NOW })).status, 'persisted');
+  const state = await dumpKeyspace(admin);
+  const options: CheckOptions = { retentionMs: RETENTION_MS, now: NOW, layout: layouts.cluster, sent, regions: ['mena'] };
+  assert.equal(await checkInvariants(admin, options), []);
+  assert.equal((await store.verify('all', { now: NOW })).findings, []);
+  // The legacy layout finds no region here: the regions option turns that into a finding.
+  assert.ok((await checkInvariants(admin, { ...options, layout: layouts.legacy })).some((line) => line.startsWith('mena: no key')));
+  const c = layouts.cluster;
+  const damages: Array<[string, () => Promise<unknown>, boolean]> = [
+    ['by-id key of latest deleted', () => admin.del(c.byId('mena', 'mena-a')), true],
+    ['timestamp key expiring 1 ms late', () => admin.pexpireat(c.timestamp('mena', T), T + RETENTION_MS + 1), true],
+    ['latest names an older snapshot', () => admin.set(c.latest('mena'), 'mena-b', 'KEEPTTL'), true],
+    ['staging key without TTL', () => admin.set(`${c.byId('mena', 'mena-c')}:staging`, 'x'), false],
+    ['claim in the wrong bucket', () => admin.set(c.dedup('mena', 'manual', Math.floor(T / 900_000) + 7), 'mena-a', 'PX', 900_000), false],
+  ];
+  for (const [name, damage, verifySees] of damages) {
+    await restoreKeyspace(admin, state);
+    await damage();
+    assert.ok((await checkInvariants(admin, { ...options, stagingAllowed: true })).length > 0, `checker: ${name}`);
+    if (verifySees) assert.ok((await store.verify('all', { now: NOW })).findings.length > 0, `verify: ${name}`);
+  }
 });
 
 test.run();

@@ -76,6 +76,7 @@ function check(regions: readonly string[], stagingAllowed = false): Promise<stri
     retentionMs: RETENTION_MS,
     now: NOW,
     stagingAllowed,
+    regions,
     liveWrittenUnder: new Map(regions.map((r) => [r, `${r}-old`])),
     sent: regions.flatMap((r) => [old(r), fresh(r)]),
   });

@@ -110,7 +110,7 @@ test('SIGKILL while 4 clients persist across 8 regions loses no acknowledged per
     await Promise.all(workers);
     lost = await lostOf(acked);
     // Staged persists cut by the kill after a restart's NOSCRIPT may leave a staging key: bounded to 1 s.
-    found = await checkInvariants(admin, { retentionMs: RETENTION_MS, sent, stagingAllowed: true });
+    found = await checkInvariants(admin, { retentionMs: RETENTION_MS, sent, stagingAllowed: true, regions: REGIONS });
     if (lost.length > 0 || found.length > 0) break;
   }
 

@@ -94,6 +94,8 @@ export interface CheckOptions {
   stagingAllowed?: boolean;
   /** Region → the id `latest` named when the live key was written (null: no latest then). */
   liveWrittenUnder?: ReadonlyMap<string, string | null>;
+  /** Regions that must be found (so that a layout matching nothing cannot pass vacuously). */
+  regions?: readonly string[];
   /** Every snapshot the test sent: claims must match one of them in trigger. */
   sent?: Iterable<{ region: string; id: string; timestamp: number; trigger?: string }>;
 }
@@ -167,6 +169,7 @@ export async function checkInvariants(client: Redis, options: CheckOptions): Pro
     parsed.set(key, p);
     if ('region' in p && p.region !== undefined) regions.add(p.region);
   }
+  for (const region of options.regions ?? []) if (!regions.has(region)) found.push(`${region}: no key of this region found`);
   const get = (key: string) => keys.get(key);
   const str = (key: string) => (get(key)?.type === 'string' ? get(key)!.value : undefined);
   const expectType = (key: string, type: string) => {
