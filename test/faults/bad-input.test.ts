@@ -8,6 +8,7 @@ import { suite } from '../support/suite.js';
 import * as assert from 'uvu/assert';
 import { Redis } from 'ioredis';
 import { createSnapshotStore, ValidationError, type SnapshotInput, type SnapshotStore, type SnapshotStoreOptions } from '../../src/index.js';
+import { checkInvariants } from '../support/checker.js';
 import { dumpKeyspace } from '../support/keyspace.js';
 import { TcpProxy } from '../support/proxy.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
@@ -166,6 +167,8 @@ let proxy: TcpProxy;
 let viaProxy: Redis;
 let direct: Redis;
 let store: SnapshotStore;
+/** The store's default retention: the checker is told it, not given the store's. */
+const RETENTION_MS = 90 * 86_400_000;
 const baseOptions = { maxPayloadBytes: MAX_PAYLOAD_BYTES, retry: false } as const;
 
 test.before(async () => {
@@ -209,6 +212,7 @@ async function assertRejected(input: BadInput): Promise<void> {
 
 test('every input of the corpus is a ValidationError, nothing sent, keyspace unchanged', async () => {
   for (const input of corpus) await assertRejected(input);
+  assert.equal(await checkInvariants(direct, { retentionMs: RETENTION_MS, now: NOW }), []);
   console.log(`bad input: ${corpus.length} inputs rejected, 0 bytes sent, keyspace unchanged`);
 });
 
@@ -221,6 +225,7 @@ test('persistMany rejects bad members in their slots and persists the others', a
   assert.equal(fields, ['region', 'payload', 'snapshot']);
   for (const s of valid) assert.equal(await store.readById('europe', s.id, { now: NOW }), { id: s.id, timestamp: s.timestamp, payload: s.payload });
   for (const id of ['bad-1', 'bad-2']) assert.is(await direct.exists(`intelligence:snapshot-by-id:v1:${id}`), 0);
+  assert.equal(await checkInvariants(direct, { retentionMs: RETENTION_MS, now: NOW }), []);
 });
 
 test('payloads at the size limit are accepted, in bytes', async () => {

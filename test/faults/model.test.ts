@@ -4,46 +4,74 @@
  * model's, the keyspace equals the model's (keys, values, index members and scores, PEXPIRETIME)
  * and the invariant checker finds nothing.
  *
- * Clock. The store takes `{ now }` on every call and the test moves that clock forward by up to
- * a few retention periods per run. Redis expires keys by its own clock, which cannot be moved, so
- * no key may expire for real during a run: every snapshot that gets written has
- * timestamp > now - retention, and the clock starts at START, at least an hour after the real
- * time (runs take seconds), so every expiry (timestamp + retention, index: newest + retention) lies
- * after START, in the real future. Dedup claims expire after their PX ttl of real time (15 min),
- * also after the run. What the scripts derive from `now` (the window of every read) is what gets
- * exercised, and the model reproduces it. The `expired` status and pruning on write follow the
- * server's clock (persist.lua reads TIME), which this clock does not move: no run reaches them.
+ * Clock. persist.lua decides `expired` and pruning by the server's clock (TIME), the clock Redis
+ * expires keys by; the store's `{ now }` sets the window of reads. Each run starts its test clock
+ * 30 s before the real time and lays timestamps on a 5-minute grid around it, so the retention
+ * edge of every grid timestamp lies at least 30 s from any instant of the run (runs take
+ * seconds): the grid's oldest steps are expired by the server's clock, the rest are written and
+ * none of their keys expires during the run. Advances of the test clock move the window of reads
+ * (and where later timestamps fall), not the server's clock. Dedup claims expire after their PX
+ * ttl of real time (15 min), after the run.
  *
- * Reproduce a failure: the test prints its seed; `FC_SEED=<seed>` replays the same runs. On
- * failure fast-check prints `path` and, in the counterexample, `replayPath`:
+ * Configurations (one test each): ioredis with small inline payloads, two copies, `monotonic`;
+ * ioredis with realistic payloads (a 40 KB fixture, staged) mixed with small inline ones, one copy
+ * (`timestampKey: 'id'`), `latest: 'always'`; @upstash/redis through the Upstash-protocol test
+ * server with realistic payloads, one copy, `monotonic`. Each test fails if its runs never reach
+ * an outcome class they should: persisted, replayed, duplicate, expired, and the takeover of a
+ * claim whose snapshot was never indexed (a command plants a legacy writer's claim, old enough to
+ * take over or young enough to belong to a write in flight, then persists in its bucket).
+ *
+ * Reproduce a failure: each test prints its seed; `FC_SEED=<seed>` replays the same runs (of every
+ * configuration). On failure fast-check prints `path` and, in the counterexample, `replayPath`:
  * `FC_SEED=<seed> FC_PATH=<path> FC_REPLAY_PATH=<replayPath>` replays the shrunk counterexample
- * alone. `FC_RUNS=<n>` changes the number of runs (default 40).
+ * alone. `FC_RUNS=<n>` changes the number of runs per configuration (default 30).
  */
 import { suite } from '../support/suite.js';
 import * as assert from 'uvu/assert';
+import { readFileSync } from 'node:fs';
 import { isDeepStrictEqual as isEqual } from 'node:util';
 import fc, { type AsyncCommand } from 'fast-check';
 import type { Redis } from 'ioredis';
 import { createSnapshotStore, keySchemas, ScriptRefusedError, type SnapshotInput, type SnapshotStore } from '../../src/index.js';
-import { violations } from '../support/keyspace.js';
-import { SnapshotModel, type KeyEntry, type Leftover, type PersistOutcome } from '../support/model.js';
+import { checkInvariants } from '../support/checker.js';
+import { clientKinds, ioredisKind, type ClientKind } from '../support/clients.js';
+import { SnapshotModel, type KeyEntry, type PersistOutcome } from '../support/model.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
 
 const GRID_MS = 5 * 60_000; // timestamps fall on this grid around `now`, so they collide
 const DEDUP = { windowMs: 3 * GRID_MS, ttlMs: 3 * GRID_MS }; // three grid steps share a bucket
 const RETENTION_MS = 12 * GRID_MS;
-const START = Math.ceil((Date.now() + 3_600_000) / DEDUP.windowMs) * DEDUP.windowMs;
+/** Where each run's test clock starts: this far before the real time (see Clock above). */
+const EDGE_MARGIN_MS = 30_000;
+/** The legacy writer's claim TTL (EX 900) and persist.lua's in-flight margin. */
+const LEGACY_CLAIM_MS = 900_000;
 const REGIONS = ['mena', 'europe', 'global'] as const;
 /** Id suffixes whose byte order differs from a locale's: '-' < '.' < '9' < 'A' < 'B' < '_' < 'a'. */
 const SUFFIXES = ['A', 'B', 'a', 'b', 'a.1', 'a-1', 'a_1', '9', 'aa'] as const;
 const TRIGGERS = ['scheduled_6h', 'manual', undefined] as const;
-const NUM_RUNS = Number(process.env.FC_RUNS ?? 40);
+const NUM_RUNS = Number(process.env.FC_RUNS ?? 30);
+/** A realistic payload: the seeder's mena snapshot, about 40 KB of JSON. */
+const FIXTURE = JSON.parse(readFileSync(new URL('../fixtures/regional-snapshot-mena.json', import.meta.url), 'utf8')) as Record<string, unknown>;
+
+interface Config {
+  name: string;
+  kind: ClientKind;
+  latest: 'monotonic' | 'always';
+  timestampKey: 'payload' | 'id';
+  /** Whether payloads may be realistic (tens of KB); else all are tiny. */
+  large: boolean;
+}
 
 interface World {
+  config: Config;
   model: SnapshotModel;
+  /** Where the test clock started: every grid timestamp is start + k grid steps. */
+  start: number;
   now: number;
   /** Every snapshot sent so far, for replays and reused timestamps. */
   sent: SnapshotInput[];
+  /** Claim key → id of the claims planted as the legacy writer's. */
+  legacyClaims: Map<string, string>;
 }
 interface Real {
   store: SnapshotStore;
@@ -59,23 +87,28 @@ interface SnapshotSpec {
   region: (typeof REGIONS)[number];
   suffix: (typeof SUFFIXES)[number];
   timestamp: TimestampSpec;
-  payload: { v: number; asText: boolean };
+  payload: { v: number; asText: boolean; large: boolean };
   trigger: (typeof TRIGGERS)[number];
 }
 
-const tally = { executions: 0, commands: 0, persisted: 0, replayed: 0, duplicate: 0, expired: 0, conflict: 0, pruned: 0, takeovers: 0, advanced: 0 };
+const newTally = () => ({ executions: 0, commands: 0, persisted: 0, replayed: 0, duplicate: 0, expired: 0, conflict: 0, pruned: 0, takeovers: 0, advanced: 0, large: 0 });
+let tally = newTally();
 
 function snapshotOf(spec: SnapshotSpec, w: World): SnapshotInput {
   const t = spec.timestamp;
   const earlier = (k: number) => w.sent[k % w.sent.length]?.timestamp ?? w.now;
   const timestamp =
     'reuse' in t ? earlier(t.reuse)
-    : 'bucketOf' in t ? Math.floor(earlier(t.bucketOf) / DEDUP.windowMs) * DEDUP.windowMs + t.step * GRID_MS
+    // The bucket's grid points: a bucket holds three, offset from its start as `start` is from the grid.
+    : 'bucketOf' in t ? Math.floor(earlier(t.bucketOf) / DEDUP.windowMs) * DEDUP.windowMs + (w.start % GRID_MS) + t.step * GRID_MS
     : w.now + t.steps * GRID_MS + (t.plusOne ? 1 : 0);
   const { v, asText } = spec.payload;
+  const large = spec.payload.large && w.config.large;
   // JSON text is stored verbatim, spaces included; an object is serialised once.
-  // region_id: how the checker attributes a by-id key that no index holds (its key has no region).
-  const payload = asText ? `{ "region_id": "${spec.region}", "v": ${v}, "s": "\u00e9" }` : { region_id: spec.region, v, s: '\u00e9\u{1f600}' };
+  // region_id: how a by-id key that no index holds is attributed (its key has no region).
+  const object = large ? { ...FIXTURE, region_id: spec.region, v, s: '\u00e9\u{1f600}' } : { region_id: spec.region, v, s: '\u00e9\u{1f600}' };
+  const payload = asText ? (large ? JSON.stringify(object, null, 1) : `{ "region_id": "${spec.region}", "v": ${v}, "s": "\u00e9" }`) : object;
+  if (large) tally.large++;
   const s: SnapshotInput = { region: spec.region, id: `${spec.region}.${spec.suffix}`, timestamp, payload };
   if (spec.trigger !== undefined) s.trigger = spec.trigger;
   return s;
@@ -96,7 +129,7 @@ function count(outcome: PersistOutcome, takeover: boolean): void {
   if (takeover && outcome.status === 'persisted') tally.takeovers++;
 }
 
-/** Whether persisting `s` would meet a claim left by a snapshot that is no longer indexed. */
+/** Whether persisting `s` would meet a claim whose snapshot is not indexed (a legacy claim). */
 function meetsStaleClaim(w: World, s: SnapshotInput): boolean {
   const bucket = Math.floor(s.timestamp / DEDUP.windowMs);
   const key = keySchemas['worldmonitor-v1'].dedup(s.region, s.trigger ?? '', bucket);
@@ -120,12 +153,6 @@ async function readKeyspace(client: Redis): Promise<Map<string, KeyEntry>> {
   return out;
 }
 
-function leftoverFinding(l: Leftover): string {
-  if (l.role === 'by-id') return `${l.region}: by-id key of ${l.id} has no index member`;
-  if (l.role === 'timestamp') return `${l.region}: timestamp key ${l.timestamp} has no index member`;
-  return `${l.region}: ${l.key} claims ${l.id}, which was never persisted`;
-}
-
 async function checkKeyspace(w: World, r: Real): Promise<void> {
   const actual = await readKeyspace(r.client);
   const expected = w.model.keyspace();
@@ -136,13 +163,11 @@ async function checkKeyspace(w: World, r: Real): Promise<void> {
   }
   const differing = [...new Set([...actual.keys(), ...expected.keys()])].filter((key) => !isEqual(actual.get(key), expected.get(key)));
   assert.equal(differing, [], `keyspace differs: ${differing.map((key) => `${key}: redis ${JSON.stringify(actual.get(key))}, model ${JSON.stringify(expected.get(key))}`).join('; ')}`);
-  // The checker judges the keyspace by Redis's own clock, which has expired nothing: the keys of
-  // pruned snapshots are still there, named by no member (a real clock would have expired the
-  // payloads before pruning them). Exactly the findings about those keys are expected.
-  const leftovers = new Set(w.model.leftovers().map(leftoverFinding));
-  const found = await violations(r.client, { regions: REGIONS, now: Date.now(), retentionMs: RETENTION_MS });
-  const unexpected = found.filter((line) => !leftovers.has(line));
-  assert.equal(unexpected, [], `violations: ${unexpected.join('; ')}`);
+  // The independent checker judges the keyspace as the test's clock sees it: the keys of pruned
+  // snapshots have expired by then; a claim may outlive its snapshot once that left the window.
+  const { latest, timestampKey } = w.config;
+  const found = await checkInvariants(r.client, { retentionMs: RETENTION_MS, now: w.now, dedup: DEDUP, latest, timestampKey, sent: w.sent, legacyClaims: w.legacyClaims });
+  assert.equal(found, [], `violations: ${found.join('; ')}`);
 }
 
 /** Runs one command's real and model halves; checks the keyspace after it. */
@@ -158,18 +183,44 @@ function command(describe: () => string, step: (w: World, r: Real) => Promise<vo
   };
 }
 
+/** Persists `s` on both sides and compares the outcomes; the model's is returned. */
+async function persistBoth(w: World, r: Real, s: SnapshotInput): Promise<PersistOutcome> {
+  const takeover = meetsStaleClaim(w, s);
+  const from = Date.now();
+  const actual = await outcomeOf(r.store.persist(s, { now: w.now }));
+  const expected = w.model.persist(s, w.now, [from, Date.now()]);
+  w.sent.push(s);
+  count(expected, takeover);
+  assert.equal(actual, expected, `persist ${JSON.stringify({ ...s, payload: '…' })} at ${w.now}`);
+  return expected;
+}
+
 function persistCommand(spec: SnapshotSpec) {
   return command(
     () => `persist(${JSON.stringify(spec)})`,
+    async (w, r) => void (await persistBoth(w, r, snapshotOf(spec, w))),
+  );
+}
+
+/**
+ * A claim the legacy writer made (SET NX EX 900) for a snapshot it never wrote — `stale`: 5 min
+ * old, a write that failed part-way, taken over; else 1 s old, maybe a write still in flight,
+ * which blocks the bucket — then `challenger` in that bucket with that trigger.
+ */
+function legacyClaimCommand(challenger: SnapshotSpec, trigger: string, stale: boolean) {
+  return command(
+    () => `legacyClaim(${JSON.stringify(challenger)}, ${trigger}, ${stale})`,
     async (w, r) => {
-      const s = snapshotOf(spec, w);
-      const takeover = meetsStaleClaim(w, s);
+      const s = { ...snapshotOf(challenger, w), trigger };
+      const bucket = Math.floor(s.timestamp / DEDUP.windowMs);
+      const key = keySchemas['worldmonitor-v1'].dedup(s.region, trigger, bucket);
+      const id = `legacy.${w.legacyClaims.size}`; // never an id the test persists
+      const ttl = stale ? LEGACY_CLAIM_MS - 300_000 : LEGACY_CLAIM_MS - 1_000;
       const from = Date.now();
-      const actual = await outcomeOf(r.store.persist(s, { now: w.now }));
-      const expected = w.model.persist(s, w.now, [from, Date.now()]);
-      w.sent.push(s);
-      count(expected, takeover);
-      assert.equal(actual, expected, `persist ${JSON.stringify(s)} at ${w.now}`);
+      if ((await r.client.set(key, id, 'PX', ttl, 'NX')) === null) return; // the bucket is claimed already
+      w.model.plantLegacyClaim(s.region, trigger, bucket, id, ttl, [from, Date.now()]);
+      w.legacyClaims.set(key, id);
+      await persistBoth(w, r, s);
     },
   );
 }
@@ -274,7 +325,7 @@ const snapshotSpec: fc.Arbitrary<SnapshotSpec> = fc.record({
     { arbitrary: fc.record({ reuse: fc.nat(40) }), weight: 1 },
     { arbitrary: fc.record({ bucketOf: fc.nat(40), step: fc.integer({ min: 0, max: 2 }) }), weight: 1 },
   ),
-  payload: fc.record({ v: fc.nat(3), asText: fc.boolean() }),
+  payload: fc.record({ v: fc.nat(3), asText: fc.boolean(), large: fc.boolean() }),
   trigger: fc.constantFrom(...TRIGGERS),
 });
 const optionalSteps = fc.option(fc.integer({ min: -13, max: 3 }), { nil: undefined });
@@ -292,11 +343,20 @@ const commands = fc.commands(
     region.map(readLatestCommand),
     fc.tuple(region, fc.constantFrom(...SUFFIXES)).map(([r, s]) => readByIdCommand(r, s)),
     fc.tuple(region, optionalSteps, optionalSteps, fc.option(fc.integer({ min: 1, max: 4 }), { nil: undefined })).map((a) => listCommand(...a)),
+    fc.tuple(snapshotSpec, fc.constantFrom('scheduled_6h', 'manual'), fc.boolean()).map(([challenger, trigger, stale]) => legacyClaimCommand(challenger, trigger, stale)),
   ],
   { maxCommands: 40, size: 'max', ...(process.env.FC_REPLAY_PATH ? { replayPath: process.env.FC_REPLAY_PATH } : {}) },
 );
 
-const test = suite('model-based: persist, clock and reads against the model', 1);
+const CONFIGS: Config[] = [
+  { name: 'ioredis, small inline payloads, two copies, monotonic', kind: ioredisKind, latest: 'monotonic', timestampKey: 'payload', large: false },
+  { name: 'ioredis, 40 KB payloads staged, one copy, always', kind: ioredisKind, latest: 'always', timestampKey: 'id', large: true },
+  { name: '@upstash/redis, 40 KB payloads, one copy, monotonic', kind: clientKinds.find((k) => k.name === '@upstash/redis')!, latest: 'monotonic', timestampKey: 'id', large: true },
+];
+/** Outcome classes every configuration's runs must reach. */
+const REQUIRED = ['persisted', 'replayed', 'duplicate', 'expired', 'takeovers'] as const;
+
+const test = suite('model-based: persist, clock and reads against the model', CONFIGS.length);
 let redis: RedisServer;
 let client: Redis;
 
@@ -308,19 +368,38 @@ test.after(async () => {
   await redis?.stop();
 });
 
-test('every result and the whole keyspace match the model after every command', async () => {
-  const seed = process.env.FC_SEED ? Number(process.env.FC_SEED) : Date.now() ^ Math.floor(Math.random() * 0x7fffffff);
-  console.log(`model-based test: seed ${seed} (rerun with FC_SEED=${seed})`);
-  const store = createSnapshotStore({ client, retentionMs: RETENTION_MS, dedup: DEDUP, retry: false });
-  const property = fc.asyncProperty(commands, async (cmds) => {
-    tally.executions++;
-    await client.flushall();
-    const world: World = { model: new SnapshotModel({ retentionMs: RETENTION_MS, dedup: DEDUP }), now: START, sent: [] };
-    await fc.asyncModelRun(() => ({ model: world, real: { store, client } }), cmds);
+const seed = process.env.FC_SEED ? Number(process.env.FC_SEED) : Date.now() ^ Math.floor(Math.random() * 0x7fffffff);
+
+for (const config of CONFIGS) {
+  test(`${config.name}: every result and the whole keyspace match the model after every command`, async () => {
+    console.log(`model-based test [${config.name}]: seed ${seed} (rerun with FC_SEED=${seed})`);
+    tally = newTally();
+    // A staged persist that is persisted RENAMEs its staging key into place (nothing else renames).
+    const renames = async () => Number(/cmdstat_rename:calls=(\d+)/.exec(await client.info('commandstats'))?.[1] ?? 0);
+    const renamesBefore = await renames();
+    const connected = await config.kind.connect(redis);
+    try {
+      const store = createSnapshotStore({ client: connected.client, retentionMs: RETENTION_MS, dedup: DEDUP, retry: false, latest: config.latest, keys: { timestampKey: config.timestampKey } });
+      const property = fc.asyncProperty(commands, async (cmds) => {
+        tally.executions++;
+        await client.flushall();
+        const model = new SnapshotModel({ retentionMs: RETENTION_MS, dedup: DEDUP, latest: config.latest, timestampKey: config.timestampKey });
+        const start = Date.now() - EDGE_MARGIN_MS;
+        const world: World = { config, model, start, now: start, sent: [], legacyClaims: new Map() };
+        await fc.asyncModelRun(() => ({ model: world, real: { store, client } }), cmds);
+      });
+      await fc.assert(property, { numRuns: NUM_RUNS, seed, includeErrorInReport: true, ...(process.env.FC_PATH ? { path: process.env.FC_PATH } : {}) });
+    } finally {
+      await connected.close();
+    }
+    const { executions, commands: executed, ...outcomes } = tally;
+    console.log(`model-based test [${config.name}]: ${NUM_RUNS} runs (${executions} executions), ${executed} commands executed; persist outcomes ${JSON.stringify(outcomes)}`);
+    assert.equal(REQUIRED.filter((c) => outcomes[c] === 0), [], `outcome classes never reached (seed ${seed})`);
+    if (config.large) assert.ok(outcomes.large > 0, 'no realistic payload was sent');
+    const staged = (await renames()) - renamesBefore;
+    console.log(`model-based test [${config.name}]: ${staged} staged persists (RENAME of a staging key)`);
+    if (config.large && config.kind === ioredisKind) assert.ok(staged > 0, 'the staged path never ran');
   });
-  await fc.assert(property, { numRuns: NUM_RUNS, seed, includeErrorInReport: true, ...(process.env.FC_PATH ? { path: process.env.FC_PATH } : {}) });
-  const { executions, commands: executed, ...outcomes } = tally;
-  console.log(`model-based test: ${NUM_RUNS} runs (${executions} executions), ${executed} commands executed; persist outcomes ${JSON.stringify(outcomes)}`);
-});
+}
 
 test.run();

@@ -10,8 +10,8 @@ import * as assert from 'uvu/assert';
 import type { Cluster } from 'ioredis';
 import { createSnapshotStore, keySchemas, RedisError, ValidationError, type PersistResult, type SnapshotInput, type SnapshotStore } from '../../src/index.js';
 import { persistLua } from '../../src/lua.generated.js';
-import { startCluster, type RedisCluster } from '../support/cluster.js';
-import { violations } from '../support/keyspace.js';
+import { startCluster, type ClusterNode, type RedisCluster } from '../support/cluster.js';
+import { checkInvariants, layouts } from '../support/checker.js';
 import { redisImage } from '../support/redis.js';
 
 const DAY = 86_400_000;
@@ -46,14 +46,36 @@ function spyPipelines(client: Cluster) {
   return counts;
 }
 
-/** The invariant checker, run for each region against the primary that owns the region's slot. */
+/**
+ * The independent invariant checker on every live primary that owns a region (each holds its
+ * regions' keys whole: one hash slot per region). A staged persist cut by a failover may leave a
+ * staging key, bounded to 1 s.
+ */
 async function clusterViolations(cluster: RedisCluster, now = NOW): Promise<string[]> {
-  const found: string[] = [];
+  const owned = new Map<ClusterNode, string[]>();
   for (const region of REGIONS) {
     const owner = await cluster.primaryFor(schema.index(region));
-    found.push(...(await violations(owner.admin, { regions: [region], now, retentionMs: RETENTION, schema })));
+    owned.set(owner, [...(owned.get(owner) ?? []), region]);
+  }
+  const found: string[] = [];
+  for (const [owner, regions] of owned) {
+    const lines = await checkInvariants(owner.admin, { retentionMs: RETENTION, now, layout: layouts.cluster, stagingAllowed: true, regions });
+    found.push(...lines.map((line) => `${owner.port}: ${line}`));
   }
   return found;
+}
+
+/** Resolves once a client on `node` is held by CLIENT PAUSE WRITE (its write command arrived). */
+async function waitForPausedWrite(node: { admin: { call(...args: string[]): Promise<unknown> } }): Promise<void> {
+  let list = '';
+  for (let i = 0; i < 500; i++) {
+    list = (await node.admin.call('CLIENT', 'LIST')) as string;
+    // A client held by the pause is blocked (flag b) on a write: its script command, or inside
+    // MULTI (flag x) on the staging SET.
+    if (list.split('\n').some((line) => / flags=x?b /.test(line) && / cmd=(evalsha|eval|exec|set) /.test(line))) return;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  throw new Error(`the batch never reached the paused primary: ${list}`);
 }
 
 const test = suite<{ cluster: RedisCluster; client: Cluster; store: SnapshotStore }>(`cluster [${redisImage}]`, 6);
@@ -154,6 +176,7 @@ test('failover: a primary killed under load, its replica promoted, persists go o
   let killedAt = 0;
   let promotedAt = 0;
   let recoveredAt = 0;
+  const killedRound: string[] = [];
   const promoted = async () => ((await replica.admin.call('ROLE')) as [string])[0] === 'master';
 
   // Bounded: at most 400 rounds and 60 s; stops 10 clean rounds after the promotion.
@@ -166,7 +189,28 @@ test('failover: a primary killed under load, its replica promoted, persists go o
       // Half the regions carry a realistic payload (staged), half a small one (inline).
       return i % 2 === 0 ? { ...input, payload: { ...fixture, region_id: r } } : input;
     });
-    const results = await store.persistMany(batch, { now: NOW });
+    let results: PromiseSettledResult<PersistResult>[];
+    if (round === 5) {
+      // The kill hits this round in flight: the victim is paused for writes (CLIENT PAUSE), so its
+      // share of the batch waits there unanswered, and dies with it without having run.
+      await victim.admin.call('CLIENT', 'PAUSE', '10000', 'WRITE');
+      let settled = false;
+      const inFlight = store.persistMany(batch, { now: NOW }).finally(() => (settled = true));
+      await waitForPausedWrite(victim);
+      // Held by the pause (10 s) until the kill: the victim can answer none of it before it dies.
+      assert.not.ok(settled, 'persistMany was in flight when the primary was killed');
+      killedAt = Date.now();
+      await cluster.kill(victim);
+      results = await inFlight;
+      // Its regions on the victim never ran there: after the failover they are persisted afresh
+      // (never replayed), or rejected once the retries ran out; the other regions are persisted.
+      results.forEach((result, i) => {
+        if (result.status === 'fulfilled') killedRound.push(`${REGIONS[i]}: ${result.value.status}`);
+        else killedRound.push(`${REGIONS[i]}: rejected`);
+      });
+    } else {
+      results = await store.persistMany(batch, { now: NOW });
+    }
     const inWindow = killedAt > 0 && recoveredAt === 0;
     tally.rounds += 1;
     tally.attempted += batch.length;
@@ -185,10 +229,6 @@ test('failover: a primary killed under load, its replica promoted, persists go o
         assert.ok((result.reason as RedisError).transient, (result.reason as Error).message);
       }
     });
-    if (round === 5) {
-      killedAt = Date.now();
-      await cluster.kill(victim);
-    }
     if (killedAt && !promotedAt && (await promoted())) promotedAt = Date.now();
     if (promotedAt && results.every((r) => r.status === 'fulfilled')) {
       recoveredAt ||= startedAt >= promotedAt ? Date.now() : 0;
@@ -196,6 +236,15 @@ test('failover: a primary killed under load, its replica promoted, persists go o
     }
   }
   assert.ok(promotedAt > 0, 'the replica was never promoted');
+  const victimRegions = new Set<string>();
+  for (const region of REGIONS) if ((await cluster.primaryFor(schema.index(region))) === replica) victimRegions.add(region);
+  assert.ok(victimRegions.size > 0, 'the victim owned some regions');
+  // Exact: the other primaries' regions persisted; the victim's ran nowhere before the kill, so they
+  // are persisted after the failover or rejected (transient, retries exhausted), never replayed.
+  killedRound.forEach((line, i) => {
+    const allowed = victimRegions.has(REGIONS[i]!) ? [`${REGIONS[i]}: persisted`, `${REGIONS[i]}: rejected`] : [`${REGIONS[i]}: persisted`];
+    assert.ok(allowed.includes(line), `the round in flight at the kill: ${line}`);
+  });
   assert.ok(recoveredAt > 0, 'persists never all succeeded after the promotion');
   assert.is(await cluster.primaryFor(schema.index('mena')), replica);
 
@@ -220,7 +269,7 @@ test('failover: a primary killed under load, its replica promoted, persists go o
   console.log(
     `failover [${redisImage}]: kill -> promoted ${promotedAt - killedAt} ms, kill -> all persists succeeding ${recoveredAt - killedAt} ms; ` +
       `in that window persists attempted ${window.attempted}, acknowledged ${window.acknowledged}; ` +
-      `overall ${tally.rounds} rounds, persists attempted ${tally.attempted}, acknowledged ${tally.acknowledged}, rejected ${tally.rejected}; ` +
+      `the round in flight at the kill: ${killedRound.join(', ')}; overall ${tally.rounds} rounds, persists attempted ${tally.attempted}, acknowledged ${tally.acknowledged}, rejected ${tally.rejected}; ` +
       `script commands sent ${counts.evalsha} EVALSHA + ${counts.eval} EVAL, of which NOSCRIPT fallbacks ${noscript}, ` +
       `retries ${counts.evalsha + counts.eval - tally.attempted - noscript}; acknowledged then lost ${lost}; violations ${found.length}`,
   );

@@ -22,9 +22,9 @@ export interface Checked {
 }
 
 /**
- * The invariants of DESIGN.md, as the store's own `verify` reads them off the keyspace (one
- * definition of consistent for every suite and the CLI). Returns one line per finding,
- * `<region>: <detail>`; [] means consistent.
+ * The store's own `verify` as a list of findings, `<region>: <detail>`; [] means consistent. It
+ * shares key schemas and ordering with the code under test: the fault suites use the independent
+ * checker (checker.ts) instead, which is compared with this on the same keyspaces.
  */
 export async function violations(client: Redis, { regions, now, retentionMs, schema = keySchemas['worldmonitor-v1'], timestampKey = 'payload' }: Checked): Promise<string[]> {
   const store = createSnapshotStore({ client, keys: { schema, timestampKey }, retentionMs });

@@ -3,7 +3,7 @@ import type { ListOptions, PersistResult, SnapshotInput, StoredSnapshot } from '
 
 /**
  * The intended semantics of a snapshot store, in memory: what lua/persist.lua and lua/read.lua
- * promise in their header blocks, for the default `monotonic` latest policy. The model-based test
+ * promise in their header blocks, for either latest policy and either timestamp-key layout. The model-based test
  * runs the same commands here and against Redis and compares every result and the whole keyspace.
  *
  * Time: every call takes the caller's clock `now`, as the store does; it sets the retention
@@ -19,6 +19,10 @@ export interface ModelOptions {
   retentionMs: number;
   dedup: { windowMs: number; ttlMs: number };
   schema?: KeySchema;
+  /** Default 'monotonic'. */
+  latest?: 'monotonic' | 'always';
+  /** What the timestamp key holds: the payload (default, two copies) or the id (one copy). */
+  timestampKey?: 'payload' | 'id';
 }
 
 /** One key as stored: its value and its absolute expiry (ms; -1: none), or a range for a PX ttl. */
@@ -38,15 +42,22 @@ interface Region {
   index: Map<string, number>;
   indexExpireAt: number;
   latest: { id: string; timestamp: number } | undefined;
-  /** Timestamp -> payload text of the greatest id at that timestamp. */
+  /** Timestamp -> what the timestamp key holds: payload text (or id) of the greatest id there. */
   byTimestamp: Map<number, string>;
-  /** `trigger:bucket` -> the claiming id and the wall-clock interval of its claim. */
-  claims: Map<string, { trigger: string; bucket: number; id: string; at: [number, number] }>;
+  /**
+   * `trigger:bucket` -> the claiming id, the wall-clock interval of its claim and its PX ttl;
+   * `legacy`: made by the legacy writer (SET NX EX 900, its pipeline a second request).
+   */
+  claims: Map<string, { trigger: string; bucket: number; id: string; at: [number, number]; ttlMs: number; legacy?: true }>;
   /** Set by someone else (the seeder's live view); deleted whenever latest moves. */
   live: string | undefined;
 }
 
 /** Ids are ASCII (validate.ts), so UTF-16 code-unit order is the scripts' byte order. */
+/** persist.lua's margin: a legacy claim (EX 900) younger than 30 s may belong to a write in flight. */
+const LEGACY_CLAIM_MS = 900_000;
+const IN_FLIGHT_MS = 30_000;
+
 const after = (a: [number, string], b: [number, string]) => a[0] > b[0] || (a[0] === b[0] && a[1] > b[1]);
 const newestFirst = (a: [string, number], b: [string, number]) => (after([a[1], a[0]], [b[1], b[0]]) ? -1 : 1);
 
@@ -89,20 +100,23 @@ export class SnapshotModel {
     const bucket = Math.floor(s.timestamp / dedup.windowMs);
     const claimKey = `${s.trigger}:${bucket}`;
     const holder = s.trigger === undefined ? undefined : r.claims.get(claimKey)?.id;
-    // A claim blocks while its holder is readable inside the window; else it is taken over. (The
-    // model makes no legacy claims, so the in-flight margin for unindexed holders never applies.)
+    // A claim blocks while its holder is readable inside the window, or while it is a legacy
+    // claim young enough to belong to a write still in flight; else it is taken over.
+    const claim = s.trigger === undefined ? undefined : r.claims.get(claimKey);
     const holderTs = holder === undefined ? undefined : r.index.get(holder);
-    if (holder !== undefined && holder !== s.id && holderTs !== undefined && holderTs > cutoff && this.byId.has(this.schema.byId(s.region, holder))) {
-      return { status: 'duplicate', latestAdvanced: false, pruned: 0 };
+    if (holder !== undefined && holder !== s.id) {
+      if (holderTs !== undefined && holderTs > cutoff && this.byId.has(this.schema.byId(s.region, holder))) return { status: 'duplicate', latestAdvanced: false, pruned: 0 };
+      const remaining = claim!.ttlMs - (realTime[0] - claim!.at[1]);
+      if (holderTs === undefined && claim!.legacy && remaining > LEGACY_CLAIM_MS - IN_FLIGHT_MS) return { status: 'duplicate', latestAdvanced: false, pruned: 0 };
     }
 
-    // Latest moves only forward, unless what it names is no longer indexed.
-    const advance = !r.latest || !r.index.has(r.latest.id) || after([s.timestamp, s.id], [r.latest.timestamp, r.latest.id]);
+    // Latest moves only forward, unless what it names is no longer indexed (or the policy is 'always').
+    const advance = this.options.latest === 'always' || !r.latest || !r.index.has(r.latest.id) || after([s.timestamp, s.id], [r.latest.timestamp, r.latest.id]);
     const ownsTimestamp = [...r.index].every(([id, ts]) => ts !== s.timestamp || !(id > s.id));
 
-    if (s.trigger !== undefined) r.claims.set(claimKey, { trigger: s.trigger, bucket, id: s.id, at: realTime });
+    if (s.trigger !== undefined) r.claims.set(claimKey, { trigger: s.trigger, bucket, id: s.id, at: realTime, ttlMs: dedup.ttlMs });
     this.byId.set(this.schema.byId(s.region, s.id), { text, region: s.region, id: s.id, timestamp: s.timestamp });
-    if (ownsTimestamp) r.byTimestamp.set(s.timestamp, text);
+    if (ownsTimestamp) r.byTimestamp.set(s.timestamp, this.options.timestampKey === 'id' ? s.id : text);
     r.index.set(s.id, s.timestamp);
     let pruned = 0;
     for (const [id, ts] of r.index) {
@@ -117,6 +131,11 @@ export class SnapshotModel {
       r.live = undefined;
     }
     return { status: 'persisted', latestAdvanced: advance, pruned };
+  }
+
+  /** A claim the legacy writer made (`SET … PX ttl`) for a snapshot it has not written (yet). */
+  plantLegacyClaim(region: string, trigger: string, bucket: number, id: string, ttlMs: number, realTime: [number, number]): void {
+    this.region(region).claims.set(`${trigger}:${bucket}`, { trigger, bucket, id, at: realTime, ttlMs, legacy: true });
   }
 
   /** The seeder's live key, written outside the store. */
@@ -169,7 +188,7 @@ export class SnapshotModel {
 
   /** Every key the model holds, as Redis should hold it. */
   keyspace(): Map<string, KeyEntry> {
-    const { retentionMs, dedup } = this.options;
+    const { retentionMs } = this.options;
     const keys = new Map<string, KeyEntry>();
     for (const [key, { text, timestamp }] of this.byId) keys.set(key, { type: 'string', value: text, expireAt: timestamp + retentionMs });
     for (const [name, r] of this.regions) {
@@ -181,7 +200,7 @@ export class SnapshotModel {
       if (r.latest) keys.set(this.schema.latest(name), { type: 'string', value: r.latest.id, expireAt: r.latest.timestamp + retentionMs });
       if (r.live !== undefined) keys.set(this.schema.live(name), { type: 'string', value: r.live, expireAt: -1 });
       for (const c of r.claims.values()) {
-        keys.set(this.schema.dedup(name, c.trigger, c.bucket), { type: 'string', value: c.id, expireAt: [c.at[0] + dedup.ttlMs, c.at[1] + dedup.ttlMs] });
+        keys.set(this.schema.dedup(name, c.trigger, c.bucket), { type: 'string', value: c.id, expireAt: [c.at[0] + c.ttlMs, c.at[1] + c.ttlMs] });
       }
     }
     return keys;

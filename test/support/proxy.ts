@@ -4,6 +4,9 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
  * A TCP proxy on 127.0.0.1 between a client and Redis, for faults and measurements:
  *  - `cutAfter(k)`: exactly k more bytes from the client are forwarded, then both sides are
  *    closed (a connection cut at byte k of the next request; k = its length: cut before the reply);
+ *  - `cutReplyAfter(k)`: the same on the way back: k more bytes from Redis reach the client (a
+ *    reply lost at byte k, after the request ran);
+ *  - each cut happens once (a client that reconnects is not cut again) and is counted in `cuts`;
  *  - `delayMs`: added to each direction of every chunk (20 ms RTT = 10);
  *  - byte counters for both directions.
  */
@@ -11,7 +14,12 @@ export class TcpProxy {
   bytesUp = 0;
   bytesDown = 0;
   delayMs = 0;
+  /** Cuts made so far. */
+  cuts = 0;
+  /** When set, every forwarded byte is appended here, by direction. */
+  capture: { up: Buffer[]; down: Buffer[] } | undefined;
   private cut: number | undefined;
+  private replyCut: number | undefined;
   private readonly server: Server;
   private readonly sockets = new Set<Socket>();
   port = 0;
@@ -30,6 +38,11 @@ export class TcpProxy {
   /** From now on, forward `bytes` more client bytes, then close both sides; undefined: never. */
   cutAfter(bytes: number | undefined): void {
     this.cut = bytes === undefined ? undefined : this.bytesUp + bytes;
+  }
+
+  /** From now on, forward `bytes` more server bytes, then close both sides; undefined: never. */
+  cutReplyAfter(bytes: number | undefined): void {
+    this.replyCut = bytes === undefined ? undefined : this.bytesDown + bytes;
   }
 
   resetCounters(): void {
@@ -60,11 +73,20 @@ export class TcpProxy {
     };
     const forward = (from: Socket, to: Socket, up: boolean) => {
       from.on('data', (chunk: Buffer) => {
-        if (up && this.cut !== undefined) {
-          const allowed = this.cut - this.bytesUp;
+        const limit = up ? this.cut : this.replyCut;
+        if (limit !== undefined) {
+          const allowed = limit - (up ? this.bytesUp : this.bytesDown);
           if (allowed <= chunk.length) {
             const head = chunk.subarray(0, Math.max(0, allowed));
-            this.bytesUp += head.length;
+            if (up) {
+              this.bytesUp += head.length;
+              this.cut = undefined;
+            } else {
+              this.bytesDown += head.length;
+              this.replyCut = undefined;
+            }
+            this.cuts++;
+            this.capture?.[up ? 'up' : 'down'].push(head);
             // Flush what is allowed, then cut both sides.
             if (head.length > 0) to.write(head, end);
             else end();
@@ -73,6 +95,7 @@ export class TcpProxy {
         }
         if (up) this.bytesUp += chunk.length;
         else this.bytesDown += chunk.length;
+        this.capture?.[up ? 'up' : 'down'].push(chunk);
         if (this.delayMs > 0) setTimeout(() => to.writable && to.write(chunk), this.delayMs);
         else to.write(chunk);
       });
@@ -82,4 +105,27 @@ export class TcpProxy {
     forward(client, upstream, true);
     forward(upstream, client, false);
   }
+}
+
+/** Where each top-level RESP value in `bytes` ends (offsets just past it): commands or replies. */
+export function respEnds(bytes: Buffer): number[] {
+  const ends: number[] = [];
+  const line = (at: number) => {
+    const end = bytes.indexOf('\r\n', at);
+    if (end < 0) throw new Error('respEnds: truncated');
+    return { text: bytes.toString('latin1', at + 1, end), next: end + 2 };
+  };
+  const value = (at: number): number => {
+    const { text, next } = line(at);
+    const type = String.fromCharCode(bytes[at]!);
+    if (type === '$') return Number(text) < 0 ? next : next + Number(text) + 2;
+    if (type === '*') {
+      let pos = next;
+      for (let i = 0; i < Number(text); i++) pos = value(pos);
+      return pos;
+    }
+    return next;
+  };
+  for (let at = 0; at < bytes.length; ) ends.push((at = value(at)));
+  return ends;
 }
