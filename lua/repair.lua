@@ -40,8 +40,8 @@
              ARGV[7 + 2j], ARGV[8 + 2j]: its id and score. Restores, unindexes, aligns expiry.
              data: how many members were done (the rest did not fit the byte bound), then one
              verdict each: "r" readable member, "x" unindexed by this call, "o" outside the window
-             and left (no payload: the next persist prunes it), "s" skipped (its score changed
-             since the caller paged it)
+             and left (no payload: the next persist prunes it), "f" left, its by-id key has a
+             foreign type, "s" skipped (its score changed since the caller paged it)
     digest   KEYS[4..] payload keys, no region keys (KEYS[1..3] absent); ARGV[7..]: "t" or "i"
              per key. data: how many were done, then per key "-" none, "f" foreign type, else
              "v" .. value (a timestamp key holding an id), "s" (a by-id key, one-copy layout: not
@@ -211,9 +211,13 @@ if op == 'check' then
       if tsHolds == 'payload' and hasId and hasTs then cost = cost + redis.call('STRLEN', byId) end
       if done > 0 and cost > budget then break end
       budget = budget - cost
-      if idType ~= 'string' and idType ~= 'none' then kind(byId, 'by-id') end
       if tsType ~= 'string' and tsType ~= 'none' then kind(ts, 'timestamp') end
-      if tonumber(score) <= cut then
+      if idType ~= 'string' and idType ~= 'none' then
+        -- Readers fail on it; the member stays, so that once the operator removes the key the
+        -- next repair restores it from its timestamp key.
+        kind(byId, 'by-id')
+        out('f')
+      elseif tonumber(score) <= cut then
         -- Outside the window: harmless once its payloads are gone (the next persist prunes it),
         -- drift while they outlive it (legacy TTLs run from the write, not from the timestamp).
         if hasId or hasTs then

@@ -256,6 +256,7 @@ async function inspectRegions(ctx: DriftContext, target: string | undefined, mod
   const memberAnywhere = new Set<string>();
   const paged = keys.byIdHasRegion ? [...regions.keys()] : [...new Set([...regions.keys(), ...indexed])];
   const latestOf = new Map<string, string>();
+  const blockedRegions = new Set<string>();
   for (const name of paged) {
     const members: Region['members'] = [];
     let after = { score: '', id: '' };
@@ -272,6 +273,7 @@ async function inspectRegions(ctx: DriftContext, target: string | undefined, mod
       if (reply.data.length - 1 < 2 * LIMITS.page) break;
       after = members.at(-1)!;
     }
+    if (blocked) blockedRegions.add(name);
     for (const m of members) memberAnywhere.add(keys.byIdHasRegion ? `${name}\u0000${m.id}` : m.id);
     const region = regions.get(name);
     if (region) {
@@ -359,7 +361,7 @@ async function inspectRegions(ctx: DriftContext, target: string | undefined, mod
     }
 
     // 6. Dedup claims of snapshots that are no member.
-    const persisted = new Set([...readable, ...indexedNow].map((m) => m.id));
+    const persisted = new Set([...remaining, ...indexedNow].map((m) => m.id));
     for (let i = 0; i < region.dedupKeys.length; i += LIMITS.keys) {
       const batch = region.dedupKeys.slice(i, i + LIMITS.keys);
       const reply = await call(name, 'claims', LIMITS.keys, batch, []);
@@ -401,7 +403,8 @@ async function inspectRegions(ctx: DriftContext, target: string | undefined, mod
     if (claimed.has(id) || verdict === '-' || verdict === 'f') continue;
     const key = regionless.get(id)!;
     const owner = [...latestOf].find(([, latest]) => latest === id)?.[0] ?? regionOfPayload(await connection.get(key).catch(() => null));
-    if (target !== undefined && owner !== target) continue;
+    // A blocked region's members are unknown: its by-id keys are no orphans of anyone's.
+    if ((target !== undefined && owner !== target) || (owner !== undefined && blockedRegions.has(owner))) continue;
     if (owner !== undefined) regionOf(owner);
     unindexed(owner ?? null, id, key);
   }
