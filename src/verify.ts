@@ -58,7 +58,7 @@ export interface DriftContext {
  * them): members or keys per call, and payload bytes copied through Lua per call (a snapshot
  * larger than that still goes, alone in its call).
  */
-export const LIMITS = { page: 1_000, members: 200, keys: 200, bytes: 1_048_576, top: 16 } as const;
+export const LIMITS = { page: 200, members: 32, keys: 64, bytes: 131_072, top: 16 } as const;
 
 const repairScript = new Script(repairLua.text, repairLua.sha);
 
