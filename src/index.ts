@@ -17,4 +17,5 @@ export { fromRegionalSnapshot, persistSnapshot } from './seeder.js';
 export type { RegionalSnapshot, SeederReason } from './seeder.js';
 export { RedisError, ScriptRefusedError, SnapshotError, ValidationError } from './errors.js';
 export type { RetryPolicy } from './retry.js';
+export { UNREPAIRABLE } from './verify.js';
 export type { DriftClass, DriftReport, Finding, RepairReport } from './verify.js';

@@ -55,10 +55,11 @@ export interface DriftContext {
 
 /**
  * Bounds of one repair.lua call, so that none blocks the server for long (RELIABILITY.md measures
- * them): members or keys per call, and payload bytes copied through Lua per call (a snapshot
- * larger than that still goes, alone in its call).
+ * them, about 1 ms each): index members per page, members per check, pairs per adopt (which
+ * writes), keys per digest, drop or dedup call, and payload bytes copied through Lua per call (a
+ * snapshot larger than that still goes, alone in its call: about 3 µs per KB of it).
  */
-export const LIMITS = { page: 200, members: 32, keys: 64, bytes: 131_072, top: 16 } as const;
+export const LIMITS = { page: 200, members: 32, pairs: 16, keys: 64, bytes: 131_072, top: 16 } as const;
 
 const repairScript = new Script(repairLua.text, repairLua.sha);
 
@@ -348,7 +349,7 @@ async function inspectRegions(ctx: DriftContext, target: string | undefined, mod
       }
     });
     const byIdKey = (id: string) => (keys.byIdHasRegion ? region.byIdKeys.get(id)! : regionless.get(id)!);
-    const adopted = await chunked(name, 'adopt', LIMITS.bytes, pairs, LIMITS.members, (p) => ({ keys: [p.ts, byIdKey(p.id)], args: [p.id, p.score] }));
+    const adopted = await chunked(name, 'adopt', LIMITS.bytes, pairs, LIMITS.pairs, (p) => ({ keys: [p.ts, byIdKey(p.id)], args: [p.id, p.score] }));
     const indexedNow = pairs.filter((_, i) => adopted[i] === 'r');
     // Snapshots this repair deletes: latest must not stay on one of them.
     const doomed = new Set([...region.members.filter((_, i) => memberVerdicts[i] === 'x'), ...pairs.filter((_, i) => adopted[i] === 'x')].map((m) => m.id));

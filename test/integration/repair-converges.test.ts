@@ -7,8 +7,7 @@
 import { suite } from '../support/suite.js';
 import * as assert from 'uvu/assert';
 import type { Redis } from 'ioredis';
-import { createSnapshotStore, type SnapshotStore } from '../../src/index.js';
-import { UNREPAIRABLE } from '../../src/verify.js';
+import { UNREPAIRABLE, createSnapshotStore, type SnapshotStore } from '../../src/index.js';
 import { dumpKeyspace } from '../support/keyspace.js';
 import { legacyCut, legacyPersist } from '../support/legacy.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
