@@ -214,12 +214,8 @@ if op == 'check' then
       if done > 0 and cost > budget then break end
       budget = budget - cost
       if tsType ~= 'string' and tsType ~= 'none' then kind(ts, 'timestamp') end
-      if idType ~= 'string' and idType ~= 'none' then
-        -- Readers fail on it; the member stays, so that once the operator removes the key the
-        -- next repair restores it from its timestamp key.
-        kind(byId, 'by-id')
-        out('f')
-      elseif tonumber(score) <= cut then
+      if idType ~= 'string' and idType ~= 'none' then kind(byId, 'by-id') end
+      if tonumber(score) <= cut then
         -- Outside the window: harmless once its payloads are gone (the next persist prunes it),
         -- drift while they outlive it (legacy TTLs run from the write, not from the timestamp).
         if hasId or hasTs then
@@ -231,6 +227,10 @@ if op == 'check' then
         else
           out('o')
         end
+      elseif idType ~= 'string' and idType ~= 'none' then
+        -- Readers fail on it; the member stays, so that once the operator removes the key the
+        -- next repair restores it from its timestamp key.
+        out('f')
       else
         if idType == 'none' then find('member-missing-payload', 'member ' .. id .. ' has no by-id key', byId, indexKey) end
         if owns and tsType == 'none' then find('member-missing-payload', 'member ' .. id .. ' has no timestamp key', ts, indexKey) end
