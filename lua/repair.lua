@@ -16,7 +16,8 @@
     - latest moves only when it still names what the caller saw (else status 3: look again), and
       only to a snapshot that, in that call, is a member inside the window with its by-id key;
     - the index expiry is set from its newest member as read in that call;
-    - a dedup claim is deleted only if it still names the same id and that id is no member.
+    - a dedup claim is deleted only if it still names the same id and that id is no member
+      inside the window.
   What no call concludes: that the region as a whole is consistent. A repair makes the region
   consistent as of each call; a legacy (non-atomic) write landing meanwhile can add new drift,
   which the next verify reports.
@@ -55,12 +56,13 @@
              that no member holds. data: done count
     claims   KEYS[4..] dedup keys. data: per key "-" none, "f" foreign, else "v" .. holder
     unclaim  (writes) KEYS[4..] dedup keys; ARGV[7..] the holder each was seen with: deletes
-             each still held by that id when the id is no member. data: done count
+             each still held by that id when the id is no member inside the window. data: empty
     latest   (writes) KEYS[4..] by-id keys of the candidates, then of what latest names;
              ARGV[7] latest as the caller saw it; ARGV[8] newest score the caller plans (verify);
-             ARGV[9] newest score before the repair ("" no index); ARGV[10] "1" when the repair
+             ARGV[9] newest score before the repair ("" when this repair creates the index); ARGV[10] "1" when the repair
              deletes what latest names (else ""); ARGV[11..] candidates, newest first: id, score,
-             ... (members readable once repaired). Moves or deletes latest,
+             ... (in verify mode: members readable once repaired; in repair mode: the newest
+             members, checked here). Moves or deletes latest,
              sets the index expiry. data: empty
 
   Output: { status, findings, changes, data }
@@ -333,7 +335,8 @@ if op == 'unclaim' then
   for i = 4, #KEYS do
     local key, holder = KEYS[i], ARGV[3 + i]
     -- verify mode trusts the caller's plan (members this repair would unindex hold no claim).
-    if typeOf(key) == 'string' and redis.call('GET', key) == holder and (mode == 'verify' or not redis.call('ZSCORE', indexKey, holder)) then
+    local score = mode == 'repair' and redis.call('ZSCORE', indexKey, holder)
+    if typeOf(key) == 'string' and redis.call('GET', key) == holder and not (score and tonumber(score) > cut) then
       find('orphan-dedup', key .. ' claims ' .. holder .. ', which was never persisted', key)
       write('DEL', key)
     end
@@ -349,14 +352,12 @@ if op == 'latest' then
   local n = (#ARGV - 10) / 2
   for j = 0, n - 1 do
     local id, score = ARGV[11 + 2 * j], ARGV[12 + 2 * j]
-    candidates[id] = score
     byIdOf[id] = KEYS[4 + j]
-    if not best then
-      local indexed = redis.call('ZSCORE', indexKey, id)
-      -- verify mode trusts the caller's plan: members readable once the earlier steps ran.
-      if mode == 'verify' or (tonumber(score) > cut and indexed and tonumber(indexed) == tonumber(score) and typeOf(KEYS[4 + j]) == 'string') then
-        best = id
-      end
+    local indexed = redis.call('ZSCORE', indexKey, id)
+    -- verify mode trusts the caller's plan: members readable once the earlier steps ran.
+    if mode == 'verify' or (tonumber(score) > cut and indexed and tonumber(indexed) == tonumber(score) and typeOf(KEYS[4 + j]) == 'string') then
+      candidates[id] = score
+      best = best or id
     end
   end
   local currentById = current and (byIdOf[current] or KEYS[4 + n])
@@ -365,8 +366,8 @@ if op == 'latest' then
       local at = expireAt(candidates[best])
       local member = current and (candidates[current] or redis.call('ZSCORE', indexKey, current))
       if not current then find('latest-not-newest', 'latest is missing, the newest snapshot is ' .. best, latestKey)
+      elseif doomed or (member and not candidates[current]) then find('latest-missing-payload', 'latest names ' .. current .. ', which has no readable payload', latestKey, currentById)
       elseif not member then find('latest-not-indexed', 'latest names ' .. current .. ', which is not in the index', latestKey, indexKey)
-      elseif not candidates[current] then find('latest-missing-payload', 'latest names ' .. current .. ', which has no readable payload', latestKey, currentById)
       else find('latest-not-newest', 'latest names ' .. current .. ', the newest snapshot is ' .. best, latestKey) end
       write('SET', latestKey, best, 'PXAT', at)
       if redis.call('EXISTS', liveKey) == 1 then write('DEL', liveKey) end

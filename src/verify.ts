@@ -362,7 +362,7 @@ async function inspectRegions(ctx: DriftContext, target: string | undefined, mod
     }
 
     // 6. Dedup claims of snapshots that are no member.
-    const persisted = new Set([...remaining, ...indexedNow].map((m) => m.id));
+    const persisted = new Set([...remaining, ...indexedNow].filter((m) => Number(m.score) > cutoff).map((m) => m.id));
     for (let i = 0; i < region.dedupKeys.length; i += LIMITS.keys) {
       const batch = region.dedupKeys.slice(i, i + LIMITS.keys);
       const reply = await call(name, 'claims', LIMITS.keys, batch, []);
@@ -372,7 +372,8 @@ async function inspectRegions(ctx: DriftContext, target: string | undefined, mod
     }
 
     // 7. Latest, then the index expiry.
-    const maxBefore = region.members.at(-1)?.score ?? '';
+    // "" when the index is new: none before, or none of its members left (ZREM of the last deletes it).
+    const maxBefore = remaining.length === 0 ? '' : (region.members.at(-1)?.score ?? '');
     const planned = [...remaining, ...indexedNow.map(({ id, score }) => ({ id, score }))].sort(byScoreThenId);
     const plannedNewest = planned.at(-1)?.score ?? '';
     const plan = [...readable, ...indexedNow.map(({ id, score }) => ({ id, score }))].sort(byScoreThenId).reverse().slice(0, LIMITS.top);

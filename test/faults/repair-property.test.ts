@@ -3,6 +3,7 @@
  * persists; legacy pipelines, whole or cut after their k-th command, k = 0..6; legacy writes of
  * snapshots already outside the window), apply random damage (deleted keys, wrong or no TTLs,
  * keys of foreign types, a latest naming nothing), then repair once. Then:
+ *   - a dry run first lists exactly the findings and writes of the repair;
  *   - verify reports only findings documented as unrepairable (UNREPAIRABLE);
  *   - a second repair changes nothing (no changes reported, keyspace byte-identical);
  *   - no payload readable before is lost: every by-id key of a snapshot inside the window holds
@@ -131,10 +132,14 @@ test('one repair converges and loses nothing readable, whatever the history and 
       }
       const appBefore = new Map(await Promise.all(REGIONS.map(async (r) => [r, await appRead(raw, r)] as const)));
 
-      await store.repair('all', at);
+      const planned = await store.repair('all', { ...at, dryRun: true });
+      const repaired = await store.repair('all', at);
+      assert.equal(repaired.changes, planned.changes, `dryRun lists exactly the writes repair makes: ${JSON.stringify([planned.changes, repaired.changes])}`);
+      assert.equal(repaired.findings, planned.findings, `dryRun finds what repair finds: ${JSON.stringify([planned.findings, repaired.findings])}`);
       const left = (await store.verify('all', at)).findings;
       findingsLeft += left.length;
-      assert.equal(left.filter((f) => !UNREPAIRABLE.includes(f.class)), [], 'verify after one repair: only unrepairable findings');
+      const repairable = left.filter((f) => !UNREPAIRABLE.includes(f.class));
+      assert.equal(repairable, [], `verify after one repair: only unrepairable findings; left: ${JSON.stringify(repairable)}; repair: ${JSON.stringify(repaired)}`);
       const after = await dumpKeyspace(raw);
       assert.equal((await store.repair('all', at)).changes, [], 'a second repair changes nothing');
       assert.equal(await dumpKeyspace(raw), after, 'a second repair writes nothing');
@@ -151,7 +156,10 @@ test('one repair converges and loses nothing readable, whatever the history and 
       }
     }),
     { seed: SEED, numRuns: RUNS },
-  );
+  ).catch((error: Error) => {
+    // uvu prints the message only: carry the failed assertion's along.
+    throw new Error(`${error.message}\ncaused by: ${(error.cause as Error | undefined)?.message ?? 'see above'}`);
+  });
   console.log(`repair property: seed ${SEED}: ${RUNS} runs passed, ${findingsLeft} unrepairable finding(s) left in all`);
 });
 
