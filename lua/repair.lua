@@ -13,8 +13,10 @@
       one call, so a member added between calls is consistent and needs no repair;
     - an unindexed payload key is indexed or deleted only if, in that call, no member holds its id
       or its timestamp (a persist in between makes it a member: then it is left alone);
-    - latest moves only when it still names what the caller saw (else status 3: look again), and
-      only to a snapshot that, in that call, is a member inside the window with its by-id key;
+    - latest moves only when it still names what the caller saw, and only to a snapshot that, in
+      that call, is a member inside the window with its by-id key; when a writer moved it since
+      the caller looked, it is left to that writer (status 3), and a repair that sees this three
+      times in a row ends without checking latest (the next verify does);
     - the index expiry is set from its newest member as read in that call;
     - a dedup claim is deleted only if it still names the same id and that id is no member
       inside the window.
@@ -69,7 +71,8 @@
     status 1 done
            2 blocked: latest, index or live has a type persist.lua never writes; nothing written,
              findings name the key ("foreign-type"); nothing else in the region is checked
-           3 latest changed since the caller read it (latest only): nothing written, look again
+           3 latest changed since the caller read it (latest only): latest left as it is (the
+             index expiry is still set); the caller may look again
     findings  one string per inconsistency: "<class>\n<detail>\n<key>[\n<key>…]"
     changes   one string per write, the command as sent without its values: "ZREM <key> <id>"
     data      strings, each prefixed with "#"
@@ -347,7 +350,9 @@ end
 if op == 'latest' then
   local seen, plannedNewest, maxBefore, doomed = ARGV[7], ARGV[8], ARGV[9], ARGV[10] == '1'
   local current = redis.call('GET', latestKey)
-  if (current or '') ~= seen then return reply(3) end
+  -- Moved by a writer since the caller looked: its by-id key is not declared here. Leave it to
+  -- the writer (persist.lua moves latest only forward, to a complete snapshot); status 3.
+  local moved = (current or '') ~= seen
   local candidates, byIdOf, best = {}, {}, nil
   local n = (#ARGV - 10) / 2
   for j = 0, n - 1 do
@@ -361,7 +366,9 @@ if op == 'latest' then
     end
   end
   local currentById = current and (byIdOf[current] or KEYS[4 + n])
-  if best then
+  if moved then
+    -- nothing: see above
+  elseif best then
     if current ~= best then
       local at = expireAt(candidates[best])
       local member = current and (candidates[current] or redis.call('ZSCORE', indexKey, current))
@@ -397,7 +404,7 @@ if op == 'latest' then
       checkExpiry(indexKey, at, 'index')
     end
   end
-  return reply(1)
+  return reply(moved and 3 or 1)
 end
 
 return fail('ARGS', 'operation')
