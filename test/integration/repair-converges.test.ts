@@ -45,7 +45,7 @@ async function appRead(raw: Redis, region: string): Promise<string | null> {
   return id === null ? null : raw.get(k.byId(id)).catch(() => null);
 }
 
-const test = suite<{ redis: RedisServer; raw: Redis; store: SnapshotStore }>('repair converges (issue 11)', 7);
+const test = suite<{ redis: RedisServer; raw: Redis; store: SnapshotStore }>('repair converges (issue 11)', 8);
 
 test.before(async (ctx) => {
   ctx.redis = await startRedis();
@@ -132,6 +132,26 @@ test('item 7: a key of a foreign type is a finding of its own region; the others
   assert.is(await raw.type(k.byId('latam-1')), 'list');
   assert.is(await raw.pexpiretime(k.byId('mena-2')), T + HOUR + RETENTION);
   assert.is((await store.readLatest('latam', at))?.id, 'latam-2');
+  assert.equal((await store.repair('all', at)).changes, []);
+});
+
+test("the 'cluster' key schema (by-id keys name their region): index lost, a foreign key, an unindexed by-id key", async ({ raw }) => {
+  const store = createSnapshotStore({ client: raw, keys: { schema: 'cluster' } });
+  const c = { byId: (r: string, id: string) => `intelligence:snapshot-by-id:v1:{${r}}:${id}`, index: (r: string) => `intelligence:snapshot-index:v1:{${r}}` };
+  for (const region of ['mena', 'europe']) for (let i = 0; i < 3; i++) await store.persist(snap(region, `${region}-${i}`, T + i * HOUR), at);
+  await raw.del(c.index('mena'));
+  await raw.del(c.byId('europe', 'europe-0'));
+  await raw.sadd(c.byId('europe', 'europe-0'), 'x');
+  await raw.set(c.byId('europe', 'stray'), payload('europe', 'stray', T), 'EX', 7_776_000);
+  await store.repair('all', at);
+  const left = (await store.verify('all', at)).findings.map((f) => [f.region, f.class, f.keys[0]]);
+  assert.equal(left, [
+    ['europe', 'foreign-type', c.byId('europe', 'europe-0')],
+    ['europe', 'unindexed-payload', c.byId('europe', 'stray')],
+  ]);
+  assert.equal(await raw.zrange(c.index('mena'), 0, -1), ['mena-0', 'mena-1', 'mena-2']);
+  assert.is((await store.readLatest('mena', at))?.id, 'mena-2');
+  assert.is(await raw.get(c.byId('europe', 'stray')), payload('europe', 'stray', T));
   assert.equal((await store.repair('all', at)).changes, []);
 });
 
