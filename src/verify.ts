@@ -400,7 +400,7 @@ async function inspectRegions(ctx: DriftContext, target: string | undefined, mod
   }
   // Region-less by-id keys nothing took: they belong to the region whose latest names them, else
   // to the one their payload's region_id names.
-  findings.push(...looseFindings);
+  for (const f of looseFindings) findings.push(f);
   for (const [id, verdict] of looseDigest) {
     if (claimed.has(id) || verdict === '-' || verdict === 'f') continue;
     const key = regionless.get(id)!;
