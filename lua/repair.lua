@@ -4,8 +4,9 @@
   or keys it is given (src/verify.ts sends 32 members, 16 pairs or 64 keys) and at most ARGV[6]
   bytes of payload copied through Lua (128 KB; a larger snapshot goes alone, about 3 µs per KB).
   That is about 1 ms per call, far under Redis's 10 ms slowlog default (RELIABILITY.md measures
-  it). Every decision a call makes rests only on what it reads in that same call. "verify" mode returns the same findings and changes as
-  "repair" mode, and writes nothing. Needs Redis >= 7.0 (PEXPIRETIME, ZRANGE BYSCORE).
+  it). Every decision a call makes rests only on what it reads in that same call. "verify" mode
+  returns the same findings and changes as "repair" mode, and writes nothing. Needs Redis >= 7.0
+  (PEXPIRETIME, ZRANGE BYSCORE).
 
   Concurrent persists may land between two calls of one repair. What a call may conclude:
     - a member is checked only if its score is still the one the caller paged (else skipped: it
@@ -24,7 +25,7 @@
   consistent as of each call; a legacy (non-atomic) write landing meanwhile can add new drift,
   which the next verify reports.
 
-  Input (every operation):
+  Input (every operation but digest, whose KEYS are payload keys only):
     KEYS[1] latest key   string: bare id of the region's newest snapshot
     KEYS[2] index key    sorted set: member id, score timestamp
     KEYS[3] live key     string: deleted whenever latest moves
@@ -34,7 +35,8 @@
     ARGV[3] cutoff       now - retention, ms (integer): scores <= cutoff are outside the window
     ARGV[4] retention    ms (integer)
     ARGV[5] timestamp key holds  "payload" (a second copy) | "id" (the owner's id)
-    ARGV[6] bound        count (page, top) or payload bytes (check, digest, adopt) per call
+    ARGV[6] bound        count (page, top, drop) or payload bytes (check, digest, adopt) per
+                         call; ignored by claims, unclaim and latest
     ARGV[7..]            per operation, below
 
   Operations (read-only unless marked):
@@ -47,8 +49,7 @@
              verdict each: "r" readable member, "x" unindexed by this call, "o" outside the window
              and left (no payload: the next persist prunes it), "f" left, its by-id key has a
              foreign type, "s" skipped (its score changed since the caller paged it)
-    digest   KEYS[4..] payload keys, no region keys (KEYS[1..3] absent); ARGV[7..]: "t" or "i"
-             per key. data: how many were done, then per key "-" none, "f" foreign type, else
+    digest   KEYS[1..] payload keys (no region keys); ARGV[7..]: "t" or "i" per key. data: how many were done, then per key "-" none, "f" foreign type, else
              "v" .. value (a timestamp key holding an id), "s" (a by-id key, one-copy layout: not
              read) or "d" .. length .. ":" .. sha1 of the value
     adopt    (writes) KEYS[4 + 2j], KEYS[5 + 2j]: timestamp and by-id key of a pair; ARGV[7 + 2j],
@@ -61,11 +62,11 @@
              each still held by that id when the id is no member inside the window. data: empty
     latest   (writes) KEYS[4..] by-id keys of the candidates, then of what latest names;
              ARGV[7] latest as the caller saw it; ARGV[8] newest score the caller plans (verify);
-             ARGV[9] newest score before the repair ("" when this repair creates the index); ARGV[10] "1" when the repair
-             deletes what latest names (else ""); ARGV[11..] candidates, newest first: id, score,
-             ... (in verify mode: members readable once repaired; in repair mode: the newest
-             members, checked here). Moves or deletes latest,
-             sets the index expiry. data: empty
+             ARGV[9] newest score before the repair ("" when this repair creates the index);
+             ARGV[10] "1" when the repair deletes what latest names (else ""); ARGV[11..]
+             candidates, newest first: id, score, ... (in verify mode: members readable once
+             repaired; in repair mode: the newest members, checked here). Moves or deletes
+             latest, sets the index expiry. data: empty
 
   Output: { status, findings, changes, data }
     status 1 done
@@ -76,8 +77,8 @@
     findings  one string per inconsistency: "<class>\n<detail>\n<key>[\n<key>…]"
     changes   one string per write, the command as sent without its values: "ZREM <key> <id>"
     data      strings, each prefixed with "#"
-  Every string starts with a character that never opens JSON text, so a client that JSON-parses
-  replies hands it over unchanged.
+  No string is valid JSON text (data strings start with "#"), so a client that JSON-parses
+  replies hands each over unchanged.
 
   Errors: SNAPSHOT_ARGS <argument>, an argument is malformed (raised before any write).
 
