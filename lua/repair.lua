@@ -44,7 +44,9 @@
              (score, id), at most ARGV[6]. data: latest ("" when absent), then id, score, ...
     top      the newest members, at most ARGV[6]. data: latest, then id, score, ...
     check    (writes) KEYS[4 + 2j], KEYS[5 + 2j]: by-id and timestamp key of member j;
-             ARGV[7 + 2j], ARGV[8 + 2j]: its id and score. Restores, unindexes, aligns expiry.
+             ARGV[7 + 2j], ARGV[8 + 2j]: its id and score, members sharing a score together.
+             Restores, unindexes, aligns expiry; the greatest readable member at a timestamp
+             owns its key.
              data: how many members were done (the rest did not fit the byte bound), then one
              verdict each: "r" readable member, "x" unindexed by this call, "o" outside the window
              and left (no payload: the next persist prunes it), "f" left, its by-id key has a
@@ -157,7 +159,9 @@ if op == 'digest' then
     done = done + 1
     if k == 'none' then out('-')
     elseif k == 'foreign' then out('f')
-    elseif role == 't' and tsHolds == 'id' then out('v' .. redis.call('GET', key))
+    elseif role == 't' and tsHolds == 'id' then
+      -- An id is at most 128 bytes: anything longer (a legacy payload) pairs with nothing.
+      out('v' .. (redis.call('STRLEN', key) <= 128 and redis.call('GET', key) or ''))
     elseif tsHolds == 'id' then out('s')
     else out('d' .. len .. ':' .. redis.sha1hex(redis.call('GET', key))) end
   end
@@ -202,74 +206,105 @@ if op == 'page' or op == 'top' then
 end
 
 if op == 'check' then
-  local done = 0
-  for j = 0, (#KEYS - 3) / 2 - 1 do
-    local byId, ts, id, score = KEYS[4 + 2 * j], KEYS[5 + 2 * j], ARGV[7 + 2 * j], ARGV[8 + 2 * j]
-    local current = redis.call('ZSCORE', indexKey, id)
-    if not current or tonumber(current) ~= tonumber(score) then
-      if done > 0 and budget <= 0 then break end
-      out('s')
-    else
-      local owns = ownerAt(indexKey, score) == id
-      local idType, tsType = typeOf(byId), owns and typeOf(ts) or 'none'
-      local hasId, hasTs = idType == 'string', tsType == 'string'
-      -- Payload bytes this member costs: restoring or comparing copies them through Lua.
-      local cost = 0
-      if tsHolds == 'payload' and hasTs then cost = cost + redis.call('STRLEN', ts) end
-      if tsHolds == 'payload' and hasId and hasTs then cost = cost + redis.call('STRLEN', byId) end
-      if done > 0 and cost > budget then break end
-      budget = budget - cost
-      if tsType ~= 'string' and tsType ~= 'none' then kind(ts, 'timestamp') end
-      if idType ~= 'string' and idType ~= 'none' then kind(byId, 'by-id') end
-      if tonumber(score) <= cut then
-        -- Outside the window: harmless once its payloads are gone (the next persist prunes it),
-        -- drift while they outlive it (legacy TTLs run from the write, not from the timestamp).
-        if hasId or hasTs then
-          find('expired-member', 'member ' .. id .. ' at ' .. score .. ' is outside the retention window but its payload is not', indexKey, hasId and byId or ts)
-          write('ZREM', indexKey, id)
-          if hasId then write('DEL', byId) end
-          if hasTs then write('DEL', ts) end
-          out('x')
-        else
-          out('o')
-        end
-      elseif idType ~= 'string' and idType ~= 'none' then
-        -- Readers fail on it; the member stays, so that once the operator removes the key the
-        -- next repair restores it from its timestamp key.
-        out('f')
-      else
-        if idType == 'none' then find('member-missing-payload', 'member ' .. id .. ' has no by-id key', byId, indexKey) end
-        if owns and tsType == 'none' then find('member-missing-payload', 'member ' .. id .. ' has no timestamp key', ts, indexKey) end
-        local restorable = idType == 'none' and hasTs and tsHolds == 'payload'
-        if not hasId and not restorable then
-          write('ZREM', indexKey, id)
-          if hasTs then write('DEL', ts) end
-          out('x')
-        else
-          local at = expireAt(score)
-          if restorable then
-            write('COPY', ts, byId, 'REPLACE')
-            write('PEXPIREAT', byId, at)
+  -- Members sharing a timestamp share its key: the caller sends them together, and they are
+  -- checked together, so that when the key's owner (the greatest id) is unindexed the next
+  -- readable one takes the key over in the same call.
+  local total, j, done = (#KEYS - 3) / 2, 0, 0
+  while j < total do
+    local score, ts = ARGV[8 + 2 * j], KEYS[5 + 2 * j]
+    local g = j + 1
+    while g < total and ARGV[8 + 2 * g] == score do g = g + 1 end
+    local group, inGroup = {}, {}
+    for m = j, g - 1 do
+      local id, current = ARGV[7 + 2 * m], redis.call('ZSCORE', indexKey, ARGV[7 + 2 * m])
+      local entry = { id = id, byId = KEYS[4 + 2 * m], verdict = nil }
+      if not current or tonumber(current) ~= tonumber(score) then entry.verdict = 's' end
+      group[#group + 1] = entry
+      inGroup[id] = entry
+    end
+    local owner = ownerAt(indexKey, score)
+    -- A member at this timestamp the caller did not send (persisted meanwhile): leave the group.
+    if owner and not inGroup[owner] then for _, e in ipairs(group) do e.verdict = 's' end end
+    local tsType = typeOf(ts)
+    local hasTs = tsType == 'string'
+    -- Payload bytes this group costs: comparing or restoring copies them through Lua.
+    local cost = hasTs and redis.call('STRLEN', ts) or 0
+    local ownerEntry = owner and inGroup[owner]
+    if ownerEntry and typeOf(ownerEntry.byId) == 'string' and tsHolds == 'payload' then cost = cost + redis.call('STRLEN', ownerEntry.byId) end
+    if done > 0 and cost > budget then break end
+    budget = budget - cost
+    if tsType ~= 'string' and tsType ~= 'none' then kind(ts, 'timestamp') end
+    local at, inWindow = expireAt(score), tonumber(score) > cut
+    local effective -- the greatest member left in the index: owns the timestamp key once repaired
+    for _, e in ipairs(group) do
+      if not e.verdict then
+        e.type = typeOf(e.byId)
+        if e.type ~= 'string' and e.type ~= 'none' then kind(e.byId, 'by-id') end
+        local owns = e.id == owner
+        if not inWindow then
+          -- Outside the window: harmless once its payloads are gone (the next persist prunes it),
+          -- drift while they outlive it (legacy TTLs run from the write, not from the timestamp).
+          local hasId, hasOwnTs = e.type == 'string', owns and hasTs
+          if hasId or hasOwnTs then
+            find('expired-member', 'member ' .. e.id .. ' at ' .. score .. ' is outside the retention window but its payload is not', indexKey, hasId and e.byId or ts)
+            write('ZREM', indexKey, e.id)
+            if hasId then write('DEL', e.byId) end
+            if hasOwnTs then write('DEL', ts) end
+            e.verdict = 'x'
           else
-            checkExpiry(byId, at, 'by-id key of ' .. id)
+            e.verdict = 'o'
           end
-          if owns and tsType ~= 'foreign' then
-            local stale = hasTs and hasId and redis.call('GET', ts) ~= (tsHolds == 'id' and id or redis.call('GET', byId))
-            if stale then
-              find('payload-mismatch', 'the timestamp key of ' .. id .. ' does not hold ' .. (tsHolds == 'id' and 'its id' or 'the payload of its by-id key'), byId, ts)
-            end
-            if not hasTs or stale then
-              if tsHolds == 'id' then write('SET', ts, id, 'PXAT', at)
-              else write('COPY', byId, ts, 'REPLACE'); write('PEXPIREAT', ts, at) end
+        elseif e.type ~= 'string' and e.type ~= 'none' then
+          -- Readers fail on it; the member stays, so that once the operator removes the key the
+          -- next repair restores it from its timestamp key.
+          e.verdict = 'f'
+          if not effective or id_after(e.id, effective.id) then effective = e end
+        else
+          if e.type == 'none' then find('member-missing-payload', 'member ' .. e.id .. ' has no by-id key', e.byId, indexKey) end
+          if e.type == 'string' or (owns and hasTs and tsHolds == 'payload') then
+            if e.type == 'none' then
+              write('COPY', ts, e.byId, 'REPLACE')
+              write('PEXPIREAT', e.byId, at)
             else
-              checkExpiry(ts, at, 'timestamp key of ' .. id)
+              checkExpiry(e.byId, at, 'by-id key of ' .. e.id)
             end
+            e.verdict = 'r'
+            if not effective or id_after(e.id, effective.id) then effective = e end
+          else
+            write('ZREM', indexKey, e.id)
+            e.verdict = 'x'
           end
-          out('r')
         end
       end
     end
-    done = done + 1
+    if inWindow and tsType ~= 'string' and tsType ~= 'none' then
+      -- left to the operator (reported above)
+    elseif effective and effective.verdict == 'f' then
+      -- its copy there is what restores it once the operator removes its by-id key: left alone
+    elseif effective then
+      local id = effective.id
+      local stale = false
+      if hasTs and effective.id == owner and effective.type == 'string' then
+        stale = redis.call('GET', ts) ~= (tsHolds == 'id' and id or redis.call('GET', effective.byId))
+        if stale then
+          find('payload-mismatch', 'the timestamp key of ' .. id .. ' does not hold ' .. (tsHolds == 'id' and 'its id' or 'the payload of its by-id key'), effective.byId, ts)
+        end
+      elseif not hasTs then
+        find('member-missing-payload', 'member ' .. id .. ' has no timestamp key', ts, indexKey)
+      end
+      -- Rewritten when missing, stale, or still the copy of an owner unindexed above.
+      if not hasTs or stale or effective.id ~= owner then
+        if tsHolds == 'id' then write('SET', ts, id, 'PXAT', at)
+        else write('COPY', effective.byId, ts, 'REPLACE'); write('PEXPIREAT', ts, at) end
+      else
+        checkExpiry(ts, at, 'timestamp key of ' .. id)
+      end
+    elseif inWindow and hasTs and ownerEntry and ownerEntry.verdict == 'x' then
+      write('DEL', ts)
+    end
+    for _, e in ipairs(group) do out(e.verdict) end
+    done = done + (g - j)
+    j = g
   end
   table.insert(data, 1, '#' .. done)
   return reply(1)
@@ -282,7 +317,7 @@ if op == 'adopt' then
     local ts, byId, id, score = KEYS[4 + 2 * j], KEYS[5 + 2 * j], ARGV[7 + 2 * j], ARGV[8 + 2 * j]
     local pair = typeOf(ts) == 'string' and typeOf(byId) == 'string'
       and not redis.call('ZSCORE', indexKey, id) and not ownerAt(indexKey, score)
-    local cost = pair and tsHolds == 'payload' and redis.call('STRLEN', ts) + redis.call('STRLEN', byId) or 0
+    local cost = pair and redis.call('STRLEN', ts) + (tsHolds == 'payload' and redis.call('STRLEN', byId) or 0) or 0
     if done > 0 and cost > budget then break end
     budget = budget - cost
     if pair then pair = redis.call('GET', ts) == (tsHolds == 'id' and id or redis.call('GET', byId)) end

@@ -211,11 +211,16 @@ async function inspectRegions(ctx: DriftContext, target: string | undefined, mod
     return decoded;
   }
 
-  /** Runs a chunked operation over `items` until every item is done; returns the verdicts. */
-  async function chunked<T>(region: string | null, op: string, bound: number, items: T[], size: number, encode: (item: T) => { keys: string[]; args: string[] }): Promise<string[]> {
+  /**
+   * Runs a chunked operation over `items` until every item is done; returns the verdicts. Items
+   * for which `together` holds with the previous one go in the same call.
+   */
+  async function chunked<T>(region: string | null, op: string, bound: number, items: T[], size: number, encode: (item: T) => { keys: string[]; args: string[] }, together?: (a: T, b: T) => boolean): Promise<string[]> {
     const verdicts: string[] = [];
     for (let i = 0; i < items.length; ) {
-      const batch = items.slice(i, i + size).map(encode);
+      let end = Math.min(items.length, i + size);
+      while (together && end < items.length && together(items[end - 1]!, items[end]!)) end++;
+      const batch = items.slice(i, end).map(encode);
       const reply = await call(region, op, bound, batch.flatMap((b) => b.keys), batch.flatMap((b) => b.args));
       if (reply.status === 2) throw new Blocked();
       const done = Number(reply.data[0]);
@@ -314,7 +319,7 @@ async function inspectRegions(ctx: DriftContext, target: string | undefined, mod
     const memberVerdicts = await chunked(name, 'check', LIMITS.bytes, region.members, LIMITS.members, (m) => ({
       keys: [schema.byId(name, m.id), schema.timestamp(name, Number(m.score))],
       args: [m.id, m.score],
-    }));
+    }), (a, b) => a.score === b.score);
     const readable = region.members.filter((_, i) => memberVerdicts[i] === 'r');
     const remaining = region.members.filter((_, i) => memberVerdicts[i] !== 'x');
 
