@@ -199,7 +199,7 @@ test('item 8: SCAN patterns are narrowed to the schema and the region, never *',
 });
 
 test('item 8: a chunked repair stays correct while library persists land between its calls', async ({ redis, raw, store }) => {
-  // A damaged region of 3,000 snapshots: every TTL wrong, the index lost, half the timestamp keys gone.
+  // A damaged region of 3,000 snapshots: legacy TTLs, an index without expiry, half the timestamp keys gone.
   const pipeline = raw.pipeline();
   for (let i = 0; i < 3_000; i++) {
     const t = T - 30 * DAY + i * 60_000;
