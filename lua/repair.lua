@@ -1,53 +1,91 @@
 --[[
-  Check one region's keys against the invariants of persist.lua and, in "repair" mode, bring them
-  back in line, in one call. The plan is computed from reads only; writes start after it is
-  complete (validate, then write). "verify" mode returns the same findings and plan, writes nothing.
-  Needs Redis >= 7.0 (PEXPIRETIME).
+  verify and repair of one region, in bounded steps. src/verify.ts drives the steps; every call
+  does a bounded amount of work so that no call blocks the server for long: at most the members
+  or keys it is given (src/verify.ts sends 32 members, 16 pairs or 64 keys) and at most ARGV[6]
+  bytes of payload copied through Lua (128 KB; a larger snapshot goes alone, about 3 µs per KB).
+  That is about 1 ms per call, far under Redis's 10 ms slowlog default (RELIABILITY.md measures
+  it). Every decision a call makes rests only on what it reads in that same call. "verify" mode
+  returns the same findings and changes as "repair" mode, and writes nothing. Needs Redis >= 7.0
+  (PEXPIRETIME, ZRANGE BYSCORE).
 
-  Input:
+  Concurrent persists may land between two calls of one repair. What a call may conclude:
+    - a member is checked only if its score is still the one the caller paged (else skipped: it
+      was re-persisted or pruned meanwhile); persist.lua writes a member and both payload keys in
+      one call, so a member added between calls is consistent and needs no repair;
+    - an unindexed payload key is indexed or deleted only if, in that call, no member holds its id
+      or its timestamp (a persist in between makes it a member: then it is left alone);
+    - latest moves only when it still names what the caller saw, and only to a snapshot that, in
+      that call, is a member inside the window with its by-id key; when a writer moved it since
+      the caller looked, it is left to that writer (status 3), and a repair that sees this three
+      times in a row ends without checking latest (the next verify does);
+    - the index expiry is set from its newest member as read in that call;
+    - a dedup claim is deleted only if it still names the same id and that id is no member
+      inside the window.
+  What no call concludes: that the region as a whole is consistent. A repair makes the region
+  consistent as of each call; a legacy (non-atomic) write landing meanwhile can add new drift,
+  which the next verify reports.
+
+  Input (every operation but digest, whose KEYS are payload keys only):
     KEYS[1] latest key   string: bare id of the region's newest snapshot
     KEYS[2] index key    sorted set: member id, score timestamp
     KEYS[3] live key     string: deleted whenever latest moves
-    KEYS[4..] every other key of the region the caller found or derived, existing or not, each
-              described by the ARGV entry of the same position:
-                "t<timestamp>"  timestamp key of that timestamp (decimal, no leading zero)
-                "i<id>"         by-id key of that id
-                "d"             dedup key
+    KEYS[4..]            per operation, below
+    ARGV[1] operation    page | top | check | digest | adopt | drop | claims | unclaim | latest
+    ARGV[2] mode         "verify" | "repair"
+    ARGV[3] cutoff       now - retention, ms (integer): scores <= cutoff are outside the window
+    ARGV[4] retention    ms (integer)
+    ARGV[5] timestamp key holds  "payload" (a second copy) | "id" (the owner's id)
+    ARGV[6] bound        count (page, top, drop) or payload bytes (check, digest, adopt) per
+                         call; ignored by claims, unclaim and latest
+    ARGV[7..]            per operation, below
 
-    ARGV[1] mode       "verify" | "repair"
-    ARGV[2] cutoff     now - retention, ms (integer): scores <= cutoff are outside the window
-    ARGV[3] retention  ms (integer)
-    ARGV[4..] descriptors of KEYS[4..], as above
-    ARGV[#KEYS + 1] what a timestamp key holds: "payload" (a second copy) | "id" (the owner's id)
+  Operations (read-only unless marked):
+    page     ARGV[7] after score ("" from the start), ARGV[8] after id: the next members by
+             (score, id), at most ARGV[6]. data: latest ("" when absent), then id, score, ...
+    top      the newest members, at most ARGV[6]. data: latest, then id, score, ...
+    check    (writes) KEYS[4 + 2j], KEYS[5 + 2j]: by-id and timestamp key of member j;
+             ARGV[7 + 2j], ARGV[8 + 2j]: its id and score, members sharing a score together.
+             Restores, unindexes, aligns expiry; the greatest readable member at a timestamp
+             owns its key.
+             data: how many members were done (the rest did not fit the byte bound), then one
+             verdict each: "r" readable member, "x" unindexed by this call, "o" outside the window
+             and left (no payload: the next persist prunes it), "f" left, its by-id key has a
+             foreign type, "s" skipped (its score changed since the caller paged it)
+    digest   KEYS[1..] payload keys (no region keys); ARGV[7..]: "t" or "i" per key. data: how many were done, then per key "-" none, "f" foreign type, else
+             "v" .. value (a timestamp key holding an id), "s" (a by-id key, one-copy layout: not
+             read) or "d" .. length .. ":" .. sha1 of the value
+    adopt    (writes) KEYS[4 + 2j], KEYS[5 + 2j]: timestamp and by-id key of a pair; ARGV[7 + 2j],
+             ARGV[8 + 2j]: id, score. Indexes the pair (inside the window) or deletes it.
+             data: done count, then "r" indexed, "x" deleted, "s" skipped (no longer a pair)
+    drop     (writes) KEYS[4..] unpaired timestamp keys; ARGV[7..] their scores: deletes each
+             that no member holds. data: done count
+    claims   KEYS[4..] dedup keys. data: per key "-" none, "f" foreign, else "v" .. holder
+    unclaim  (writes) KEYS[4..] dedup keys; ARGV[7..] the holder each was seen with: deletes
+             each still held by that id when the id is no member inside the window. data: empty
+    latest   (writes) KEYS[4..] by-id keys of the candidates, then of what latest names;
+             ARGV[7] latest as the caller saw it; ARGV[8] newest score the caller plans (verify);
+             ARGV[9] newest score before the repair ("" when this repair creates the index);
+             ARGV[10] "1" when the repair deletes what latest names (else ""); ARGV[11..]
+             candidates, newest first: id, score, ... (in verify mode: members readable once
+             repaired; in repair mode: the newest members, checked here). Moves or deletes
+             latest, sets the index expiry. data: empty
 
-  Output: { status, findings, changes }
+  Output: { status, findings, changes, data }
     status 1 done
-           0 stale: a key this call needs was not declared (the keyspace changed since the
-             caller scanned it); nothing written, findings and changes empty
+           2 blocked: latest, index or live has a type persist.lua never writes; nothing written,
+             findings name the key ("foreign-type"); nothing else in the region is checked
+           3 latest changed since the caller read it (latest only): latest left as it is (the
+             index expiry is still set); the caller may look again
     findings  one string per inconsistency: "<class>\n<detail>\n<key>[\n<key>…]"
     changes   one string per write, the command as sent without its values: "ZREM <key> <id>"
-  Strings that never read as JSON, so a client that JSON-parses replies decodes them unchanged.
+    data      strings, each prefixed with "#"
+  No string is valid JSON text (data strings start with "#"), so a client that JSON-parses
+  replies hands each over unchanged.
 
-  Errors, raised before the first write:
-    SNAPSHOT_ARGS <argument>   an argument is malformed
-    SNAPSHOT_WRONGTYPE <key>   a key has a type persist.lua never writes (key is its role)
+  Errors: SNAPSHOT_ARGS <argument>, an argument is malformed (raised before any write).
 
-  What repair does, and what it never does:
-    - a member without its by-id key gets it back from the timestamp key's copy when there is
-      one, else it is unreadable and leaves the index;
-    - a member outside the window whose payload outlived it (legacy TTLs) leaves the index and
-      its payload keys are deleted; one whose payloads are gone is no drift (the next persist
-      prunes it) and is left alone;
-    - a timestamp key and a by-id key with no member that belong together (the same payload, or
-      the timestamp key holds that id: a legacy pipeline cut between its SETs and its ZADD) are
-      indexed together if inside the window;
-    - other payload keys with no member are deleted, but never the one `latest` names while no
-      readable snapshot can replace it: readers reach it through `latest`;
-    - the by-id copy wins when the two copies differ (readers read it); a timestamp key is
-      rewritten from its owner;
-    - expiry times are set to timestamp + retention (payloads, latest) and newest + retention (index);
-    - latest moves to the newest readable member by (timestamp, id), deleting live;
-    - dedup claims naming no member are deleted.
+  A key of a foreign type other than the three above is a finding of its own ("foreign-type"),
+  never read nor written: repair leaves it to the operator.
 ]]
 
 local function fail(code, detail)
@@ -62,46 +100,38 @@ local function id_after(a, b)
   end
   return #a > #b
 end
+local function newer(s1, id1, s2, id2)
+  local a, b = tonumber(s1), tonumber(s2)
+  return a > b or (a == b and id_after(id1, id2))
+end
 
-if #KEYS < 3 or #ARGV ~= #KEYS + 1 then return fail('ARGS', 'keys') end
-local mode, cutoff, retention, tsHolds = ARGV[1], ARGV[2], ARGV[3], ARGV[#ARGV]
-if tsHolds ~= 'payload' and tsHolds ~= 'id' then return fail('ARGS', 'timestampKey') end
+local op, mode, cutoff, retention, tsHolds, bound = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+if #ARGV < 6 then return fail('ARGS', 'argv') end
 if mode ~= 'verify' and mode ~= 'repair' then return fail('ARGS', 'mode') end
+if tsHolds ~= 'payload' and tsHolds ~= 'id' then return fail('ARGS', 'timestampKey') end
 if not string.match(cutoff, '^%-?%d+$') then return fail('ARGS', 'cutoff') end
 if not string.match(retention, '^%d+$') then return fail('ARGS', 'retention') end
-cutoff, retention = tonumber(cutoff), tonumber(retention)
+if not string.match(bound, '^%d+$') or tonumber(bound) < 1 then return fail('ARGS', 'bound') end
+local cut, budget = tonumber(cutoff), tonumber(bound)
 
-local latestKey, indexKey, liveKey = KEYS[1], KEYS[2], KEYS[3]
-local tsKeys, idKeys, dedupKeys = {}, {}, {}
-for i = 4, #KEYS do
-  local role, param = string.sub(ARGV[i], 1, 1), string.sub(ARGV[i], 2)
-  if role == 't' and string.match(param, '^%d+$') then tsKeys[param] = KEYS[i]
-  elseif role == 'i' and param ~= '' then idKeys[param] = KEYS[i]
-  elseif role == 'd' and param == '' then dedupKeys[#dedupKeys + 1] = KEYS[i]
-  else return fail('ARGS', 'descriptor') end
+local findings, changes, data = {}, {}, {}
+local function find(class, detail, ...) findings[#findings + 1] = table.concat({ class, detail, ... }, '\n') end
+local function write(...)
+  changes[#changes + 1] = table.concat({ ... }, ' ')
+  if mode == 'repair' then redis.call(...) end
 end
+local function out(value) data[#data + 1] = '#' .. value end
+local function reply(status) return { status, findings, changes, data } end
 
 local function typeOf(key) return redis.call('TYPE', key).ok end
-local function check(key, want, role)
+-- "string", "none", or "foreign" (reported once per call, then treated as untouchable).
+local function kind(key, role)
   local t = typeOf(key)
-  return t == 'none' or t == want or fail('WRONGTYPE', role)
+  if t == 'string' or t == 'none' then return t end
+  find('foreign-type', role .. ' key holds a ' .. t .. ', which persist.lua never writes; left alone', key)
+  return 'foreign'
 end
-for _, c in ipairs({ { latestKey, 'string', 'latest' }, { indexKey, 'zset', 'index' }, { liveKey, 'string', 'live' } }) do
-  local ok = check(c[1], c[2], c[3])
-  if ok ~= true then return ok end
-end
-for i = 4, #KEYS do
-  local ok = check(KEYS[i], 'string', 'payload')
-  if ok ~= true then return ok end
-end
-
-local function expireAt(score) return string.format('%.0f', tonumber(score) + retention) end
-local function exists(key) return key ~= nil and redis.call('EXISTS', key) == 1 end
-
-local findings, plan = {}, {}
-local function find(class, detail, ...) findings[#findings + 1] = table.concat({ class, detail, ... }, '\n') end
-local function write(...) plan[#plan + 1] = { ... } end
--- A payload key whose expiry is not `at`: no TTL at all (legacy index) or another one (legacy EX).
+local function expireAt(score) return string.format('%.0f', tonumber(score) + tonumber(retention)) end
 local function checkExpiry(key, at, what)
   local actual = redis.call('PEXPIRETIME', key)
   if actual == -2 or actual == tonumber(at) then return end
@@ -109,166 +139,308 @@ local function checkExpiry(key, at, what)
   else find('ttl-misaligned', what .. ' expires at ' .. string.format('%.0f', actual) .. ', expected ' .. at, key) end
   write('PEXPIREAT', key, at)
 end
-
--- Members, and which member owns each timestamp key: the greatest id at that timestamp.
-local members, inIndex, scoreOf, owner = {}, {}, {}, {}
-local flat = redis.call('ZRANGE', indexKey, 0, -1, 'WITHSCORES')
-for i = 1, #flat, 2 do
-  local id, score = flat[i], flat[i + 1]
-  if not idKeys[id] or not tsKeys[score] then return { 0, {}, {} } end
-  members[#members + 1] = id
-  inIndex[id] = true
-  scoreOf[id] = score
-  if not owner[score] or id_after(id, owner[score]) then owner[score] = id end
+-- The id owning the timestamp key at this score: the greatest member there.
+local function ownerAt(indexKey, score)
+  local owner
+  for _, other in ipairs(redis.call('ZRANGE', indexKey, score, score, 'BYSCORE')) do
+    if not owner or id_after(other, owner) then owner = other end
+  end
+  return owner
 end
-local latestId = redis.call('GET', latestKey)
-if latestId and not idKeys[latestId] then return { 0, {}, {} } end
 
--- Readable members inside the window, after the restores planned here.
-local readable, gone = {}, {}
-for _, id in ipairs(members) do
-  local score = scoreOf[id]
-  local byId, ts = idKeys[id], tsKeys[score]
-  if tonumber(score) <= cutoff then
-    -- Out of the window: harmless once its payloads are gone (the next persist prunes it), drift
-    -- while they outlive it (legacy TTLs run from the write, not from the timestamp).
-    local ts = owner[score] == id and tsKeys[score] or nil
-    if exists(byId) or exists(ts) then
-      find('expired-member', 'member ' .. id .. ' at ' .. score .. ' is outside the retention window but its payload is not', indexKey, byId, ts)
-      gone[#gone + 1] = id
+if op == 'digest' then
+  local done = 0
+  for i = 1, #KEYS do
+    local key, role = KEYS[i], ARGV[6 + i]
+    local k = kind(key, role == 't' and 'timestamp' or 'by-id')
+    local len = k == 'string' and tsHolds == 'payload' and redis.call('STRLEN', key) or 0
+    if done > 0 and len > budget then break end
+    budget = budget - len
+    done = done + 1
+    if k == 'none' then out('-')
+    elseif k == 'foreign' then out('f')
+    elseif role == 't' and tsHolds == 'id' then
+      -- An id is at most 128 bytes: anything longer (a legacy payload) pairs with nothing.
+      out('v' .. (redis.call('STRLEN', key) <= 128 and redis.call('GET', key) or ''))
+    elseif tsHolds == 'id' then out('s')
+    else out('d' .. len .. ':' .. redis.sha1hex(redis.call('GET', key))) end
+  end
+  table.insert(data, 1, '#' .. done)
+  return reply(1)
+end
+
+local latestKey, indexKey, liveKey = KEYS[1], KEYS[2], KEYS[3]
+local blocked = false
+for _, c in ipairs({ { latestKey, 'string', 'latest' }, { indexKey, 'zset', 'index' }, { liveKey, 'string', 'live' } }) do
+  local t = typeOf(c[1])
+  if t ~= 'none' and t ~= c[2] then
+    find('foreign-type', c[3] .. ' key holds a ' .. t .. ', which persist.lua never writes; the region cannot be checked until it is removed', c[1])
+    blocked = true
+  end
+end
+if blocked then return { 2, findings, {}, {} } end
+
+if op == 'page' or op == 'top' then
+  out(redis.call('GET', latestKey) or '')
+  local count = tonumber(bound)
+  if op == 'top' then
+    local flat = redis.call('ZRANGE', indexKey, '+inf', '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, count, 'WITHSCORES')
+    for _, v in ipairs(flat) do out(v) end
+    return reply(1)
+  end
+  local afterScore, afterId = ARGV[7], ARGV[8]
+  local from, offset, taken = afterScore == '' and '-inf' or afterScore, 0, 0
+  -- Members tied at the cursor's score with ids up to the cursor's are skipped (ties are few).
+  while taken < count do
+    local flat = redis.call('ZRANGE', indexKey, from, '+inf', 'BYSCORE', 'LIMIT', offset, count, 'WITHSCORES')
+    for i = 1, #flat, 2 do
+      if taken < count and (afterScore == '' or newer(flat[i + 1], flat[i], afterScore, afterId)) then
+        out(flat[i]); out(flat[i + 1])
+        taken = taken + 1
+      end
     end
-  else
-    local hasId, hasTs, owns = exists(byId), exists(ts), owner[score] == id
-    if not hasId then find('member-missing-payload', 'member ' .. id .. ' has no by-id key', byId, indexKey) end
-    if owns and not hasTs then find('member-missing-payload', 'member ' .. id .. ' has no timestamp key', ts, indexKey) end
-    if not hasId and not (owns and hasTs and tsHolds == 'payload') then
-      gone[#gone + 1] = id
-    else
-      local at = expireAt(score)
-      if not hasId then write('COPY', ts, byId, 'REPLACE'); write('PEXPIREAT', byId, at)
-      else checkExpiry(byId, at, 'by-id key of ' .. id) end
-      if owns then
-        local stale = hasTs and hasId and redis.call('GET', ts) ~= (tsHolds == 'id' and id or redis.call('GET', byId))
-        if stale then
-          local wanted = tsHolds == 'id' and 'its id' or 'the payload of its by-id key'
-          find('payload-mismatch', 'the timestamp key of ' .. id .. ' does not hold ' .. wanted, byId, ts)
-        end
-        if not hasTs or stale then
-          if tsHolds == 'id' then write('SET', ts, id, 'PXAT', at)
-          else write('COPY', byId, ts, 'REPLACE'); write('PEXPIREAT', ts, at) end
+    if #flat < 2 * count then break end
+    offset = offset + count
+  end
+  return reply(1)
+end
+
+if op == 'check' then
+  -- Members sharing a timestamp share its key: the caller sends them together, and they are
+  -- checked together, so that when the key's owner (the greatest id) is unindexed the next
+  -- readable one takes the key over in the same call.
+  local total, j, done = (#KEYS - 3) / 2, 0, 0
+  while j < total do
+    local score, ts = ARGV[8 + 2 * j], KEYS[5 + 2 * j]
+    local g = j + 1
+    while g < total and ARGV[8 + 2 * g] == score do g = g + 1 end
+    local group, inGroup = {}, {}
+    for m = j, g - 1 do
+      local id, current = ARGV[7 + 2 * m], redis.call('ZSCORE', indexKey, ARGV[7 + 2 * m])
+      local entry = { id = id, byId = KEYS[4 + 2 * m], verdict = nil }
+      if not current or tonumber(current) ~= tonumber(score) then entry.verdict = 's' end
+      group[#group + 1] = entry
+      inGroup[id] = entry
+    end
+    local owner = ownerAt(indexKey, score)
+    -- A member at this timestamp the caller did not send (persisted meanwhile): leave the group.
+    if owner and not inGroup[owner] then for _, e in ipairs(group) do e.verdict = 's' end end
+    local tsType = typeOf(ts)
+    local hasTs = tsType == 'string'
+    -- Payload bytes this group costs: comparing or restoring copies them through Lua.
+    local cost = hasTs and redis.call('STRLEN', ts) or 0
+    local ownerEntry = owner and inGroup[owner]
+    if ownerEntry and typeOf(ownerEntry.byId) == 'string' and tsHolds == 'payload' then cost = cost + redis.call('STRLEN', ownerEntry.byId) end
+    if done > 0 and cost > budget then break end
+    budget = budget - cost
+    if tsType ~= 'string' and tsType ~= 'none' then kind(ts, 'timestamp') end
+    local at, inWindow = expireAt(score), tonumber(score) > cut
+    local effective -- the greatest member left in the index: owns the timestamp key once repaired
+    for _, e in ipairs(group) do
+      if not e.verdict then
+        e.type = typeOf(e.byId)
+        if e.type ~= 'string' and e.type ~= 'none' then kind(e.byId, 'by-id') end
+        local owns = e.id == owner
+        if not inWindow then
+          -- Outside the window: harmless once its payloads are gone (the next persist prunes it),
+          -- drift while they outlive it (legacy TTLs run from the write, not from the timestamp).
+          local hasId, hasOwnTs = e.type == 'string', owns and hasTs
+          if hasId or hasOwnTs then
+            find('expired-member', 'member ' .. e.id .. ' at ' .. score .. ' is outside the retention window but its payload is not', indexKey, hasId and e.byId or ts)
+            write('ZREM', indexKey, e.id)
+            if hasId then write('DEL', e.byId) end
+            if hasOwnTs then write('DEL', ts) end
+            e.verdict = 'x'
+          else
+            e.verdict = 'o'
+          end
+        elseif e.type ~= 'string' and e.type ~= 'none' then
+          -- Readers fail on it; the member stays, so that once the operator removes the key the
+          -- next repair restores it from its timestamp key.
+          e.verdict = 'f'
+          if not effective or id_after(e.id, effective.id) then effective = e end
         else
-          checkExpiry(ts, at, 'timestamp key of ' .. id)
+          if e.type == 'none' then find('member-missing-payload', 'member ' .. e.id .. ' has no by-id key', e.byId, indexKey) end
+          if e.type == 'string' or (owns and hasTs and tsHolds == 'payload') then
+            if e.type == 'none' then
+              write('COPY', ts, e.byId, 'REPLACE')
+              write('PEXPIREAT', e.byId, at)
+            else
+              checkExpiry(e.byId, at, 'by-id key of ' .. e.id)
+            end
+            e.verdict = 'r'
+            if not effective or id_after(e.id, effective.id) then effective = e end
+          else
+            write('ZREM', indexKey, e.id)
+            e.verdict = 'x'
+          end
         end
       end
-      readable[#readable + 1] = id
     end
+    if inWindow and tsType ~= 'string' and tsType ~= 'none' then
+      -- left to the operator (reported above)
+    elseif effective and effective.verdict == 'f' then
+      -- its copy there is what restores it once the operator removes its by-id key: left alone
+    elseif effective then
+      local id = effective.id
+      local stale = false
+      if hasTs and effective.id == owner and effective.type == 'string' then
+        stale = redis.call('GET', ts) ~= (tsHolds == 'id' and id or redis.call('GET', effective.byId))
+        if stale then
+          find('payload-mismatch', 'the timestamp key of ' .. id .. ' does not hold ' .. (tsHolds == 'id' and 'its id' or 'the payload of its by-id key'), effective.byId, ts)
+        end
+      elseif not hasTs then
+        find('member-missing-payload', 'member ' .. id .. ' has no timestamp key', ts, indexKey)
+      end
+      -- Rewritten when missing, stale, or still the copy of an owner unindexed above.
+      if not hasTs or stale or effective.id ~= owner then
+        if tsHolds == 'id' then write('SET', ts, id, 'PXAT', at)
+        else write('COPY', effective.byId, ts, 'REPLACE'); write('PEXPIREAT', ts, at) end
+      else
+        checkExpiry(ts, at, 'timestamp key of ' .. id)
+      end
+    elseif inWindow and hasTs and ownerEntry and ownerEntry.verdict == 'x' then
+      write('DEL', ts)
+    end
+    for _, e in ipairs(group) do out(e.verdict) end
+    done = done + (g - j)
+    j = g
   end
+  table.insert(data, 1, '#' .. done)
+  return reply(1)
 end
 
--- Payload keys with no member. A timestamp key and a by-id key holding the same payload are one
--- snapshot whose ZADD never ran: index it (inside the window) rather than lose it.
-local orphanIds, adopted = {}, {}
-for id, key in pairs(idKeys) do
-  if not scoreOf[id] and exists(key) then
-    find('orphan-payload', 'by-id key of ' .. id .. ' has no index member', key)
-    orphanIds[id] = tsHolds == 'payload' and redis.call('GET', key) or true
-  end
-end
-local doomed = {}
-for score, key in pairs(tsKeys) do
-  if not owner[score] and exists(key) then
-    find('orphan-payload', 'timestamp key ' .. score .. ' has no index member', key)
-    local held, match = redis.call('GET', key), nil
-    for id, payload in pairs(orphanIds) do
-      local pairsWith = tsHolds == 'id' and held == id or tsHolds == 'payload' and held == payload
-      if pairsWith and (not match or id_after(id, match)) then match = id end
-    end
-    if match and tonumber(score) > cutoff then
-      orphanIds[match] = nil
-      adopted[#adopted + 1] = match
-      scoreOf[match] = score
-      readable[#readable + 1] = match
-      write('ZADD', indexKey, score, match)
-      write('PEXPIREAT', key, expireAt(score))
-      write('PEXPIREAT', idKeys[match], expireAt(score))
+if op == 'adopt' then
+  local latestId = redis.call('GET', latestKey)
+  local done = 0
+  for j = 0, (#KEYS - 3) / 2 - 1 do
+    local ts, byId, id, score = KEYS[4 + 2 * j], KEYS[5 + 2 * j], ARGV[7 + 2 * j], ARGV[8 + 2 * j]
+    local pair = typeOf(ts) == 'string' and typeOf(byId) == 'string'
+      and not redis.call('ZSCORE', indexKey, id) and not ownerAt(indexKey, score)
+    local cost = pair and redis.call('STRLEN', ts) + (tsHolds == 'payload' and redis.call('STRLEN', byId) or 0) or 0
+    if done > 0 and cost > budget then break end
+    budget = budget - cost
+    if pair then pair = redis.call('GET', ts) == (tsHolds == 'id' and id or redis.call('GET', byId)) end
+    if not pair then
+      out('s')
     else
-      doomed[#doomed + 1] = key
+      find('orphan-payload', 'timestamp key ' .. score .. ' has no index member', ts)
+      find('orphan-payload', 'by-id key of ' .. id .. ' has no index member', byId)
+      if tonumber(score) <= cut then
+        write('DEL', ts)
+        write('DEL', byId)
+        out('x')
+      else
+        -- One snapshot whose ZADD never ran (a legacy pipeline cut before it): index it.
+        if latestId == id then find('latest-not-indexed', 'latest names ' .. id .. ', which is not in the index', latestKey, indexKey) end
+        local at = expireAt(score)
+        write('ZADD', indexKey, score, id)
+        for _, key in ipairs({ ts, byId }) do
+          if redis.call('PEXPIRETIME', key) ~= tonumber(at) then write('PEXPIREAT', key, at) end
+        end
+        out('r')
+      end
+    end
+    done = done + 1
+  end
+  table.insert(data, 1, '#' .. done)
+  return reply(1)
+end
+
+if op == 'drop' then
+  local done = 0
+  for i = 4, #KEYS do
+    if done >= budget then break end
+    local key, score = KEYS[i], ARGV[3 + i]
+    if typeOf(key) == 'string' and not ownerAt(indexKey, score) then
+      find('orphan-payload', 'timestamp key ' .. score .. ' has no index member and no by-id key pairs with it', key)
+      write('DEL', key)
+    end
+    done = done + 1
+  end
+  out(done)
+  return reply(1)
+end
+
+if op == 'claims' then
+  for i = 4, #KEYS do
+    local k = kind(KEYS[i], 'dedup')
+    if k == 'string' then out('v' .. redis.call('GET', KEYS[i])) elseif k == 'none' then out('-') else out('f') end
+  end
+  return reply(1)
+end
+
+if op == 'unclaim' then
+  for i = 4, #KEYS do
+    local key, holder = KEYS[i], ARGV[3 + i]
+    -- verify mode trusts the caller's plan (members this repair would unindex hold no claim).
+    local score = mode == 'repair' and redis.call('ZSCORE', indexKey, holder)
+    if typeOf(key) == 'string' and redis.call('GET', key) == holder and not (score and tonumber(score) > cut) then
+      find('orphan-dedup', key .. ' claims ' .. holder .. ', which was never persisted', key)
+      write('DEL', key)
     end
   end
+  return reply(1)
 end
 
--- Latest: the newest readable member by (timestamp, id).
-local newest
-for _, id in ipairs(readable) do
-  local s, n = tonumber(scoreOf[id]), newest and tonumber(scoreOf[newest])
-  if not newest or s > n or (s == n and id_after(id, newest)) then newest = id end
-end
-local readableSet = {}
-for _, id in ipairs(readable) do readableSet[id] = true end
-if latestId then
-  local member = inIndex[latestId]
-  if not member then find('latest-not-indexed', 'latest names ' .. latestId .. ', which is not in the index', latestKey, indexKey) end
-  if not exists(idKeys[latestId]) then find('latest-missing-payload', 'latest names ' .. latestId .. ', which has no by-id key', latestKey, idKeys[latestId]) end
-  if member and readableSet[latestId] and newest ~= latestId then
-    find('latest-not-newest', 'latest names ' .. latestId .. ', the newest snapshot is ' .. newest, latestKey)
-  end
-elseif newest then
-  find('latest-not-newest', 'latest is missing, the newest snapshot is ' .. newest, latestKey)
-end
--- With nothing readable to move to, latest and the snapshot it names stay: readers reach it.
-local kept = (not newest) and latestId or nil
-if newest and newest ~= latestId then
-  write('SET', latestKey, newest, 'PXAT', expireAt(scoreOf[newest]))
-  if exists(liveKey) then write('DEL', liveKey) end
-elseif newest then
-  checkExpiry(latestKey, expireAt(scoreOf[newest]), 'latest')
-end
-
-for _, id in ipairs(gone) do
-  if id ~= kept then
-    write('ZREM', indexKey, id)
-    for _, key in ipairs({ idKeys[id], owner[scoreOf[id]] == id and tsKeys[scoreOf[id]] or nil }) do
-      if exists(key) then write('DEL', key) end
+if op == 'latest' then
+  local seen, plannedNewest, maxBefore, doomed = ARGV[7], ARGV[8], ARGV[9], ARGV[10] == '1'
+  local current = redis.call('GET', latestKey)
+  -- Moved by a writer since the caller looked: its by-id key is not declared here. Leave it to
+  -- the writer (persist.lua moves latest only forward, to a complete snapshot); status 3.
+  local moved = (current or '') ~= seen
+  local candidates, byIdOf, best = {}, {}, nil
+  local n = (#ARGV - 10) / 2
+  for j = 0, n - 1 do
+    local id, score = ARGV[11 + 2 * j], ARGV[12 + 2 * j]
+    byIdOf[id] = KEYS[4 + j]
+    local indexed = redis.call('ZSCORE', indexKey, id)
+    -- verify mode trusts the caller's plan: members readable once the earlier steps ran.
+    if mode == 'verify' or (tonumber(score) > cut and indexed and tonumber(indexed) == tonumber(score) and typeOf(KEYS[4 + j]) == 'string') then
+      candidates[id] = score
+      best = best or id
     end
   end
-end
-for id in pairs(orphanIds) do
-  if id ~= kept then write('DEL', idKeys[id]) end
-end
-for _, key in ipairs(doomed) do write('DEL', key) end
-
--- The index lives as long as its newest remaining member.
-local leaving, newestScore = {}, nil
-for _, id in ipairs(gone) do leaving[id] = id ~= kept end
-for id, score in pairs(scoreOf) do
-  if not leaving[id] and (not newestScore or tonumber(score) > tonumber(newestScore)) then newestScore = score end
-end
-local maxScore
-for _, score in pairs(scoreOf) do
-  if not maxScore or tonumber(score) > tonumber(maxScore) then maxScore = score end
-end
-if newestScore then
-  local at = expireAt(newestScore)
-  -- Aligned to a member this repair removes: a consequence of another finding, not one itself.
-  if newestScore ~= maxScore and redis.call('PEXPIRETIME', indexKey) == tonumber(expireAt(maxScore)) then write('PEXPIREAT', indexKey, at)
-  else checkExpiry(indexKey, at, 'index') end
-end
-
-local persisted = { [kept or ''] = true }
-for _, id in ipairs(readable) do persisted[id] = true end
-
-for _, key in ipairs(dedupKeys) do
-  local holder = redis.call('GET', key)
-  if holder and not persisted[holder] then
-    find('orphan-dedup', key .. ' claims ' .. holder .. ', which was never persisted', key)
-    write('DEL', key)
+  local currentById = current and (byIdOf[current] or KEYS[4 + n])
+  if moved then
+    -- nothing: see above
+  elseif best then
+    if current ~= best then
+      local at = expireAt(candidates[best])
+      local member = current and (candidates[current] or redis.call('ZSCORE', indexKey, current))
+      if not current then find('latest-not-newest', 'latest is missing, the newest snapshot is ' .. best, latestKey)
+      elseif doomed or (member and not candidates[current]) then find('latest-missing-payload', 'latest names ' .. current .. ', which has no readable payload', latestKey, currentById)
+      elseif not member then find('latest-not-indexed', 'latest names ' .. current .. ', which is not in the index', latestKey, indexKey)
+      else find('latest-not-newest', 'latest names ' .. current .. ', the newest snapshot is ' .. best, latestKey) end
+      write('SET', latestKey, best, 'PXAT', at)
+      if redis.call('EXISTS', liveKey) == 1 then write('DEL', liveKey) end
+    else
+      checkExpiry(latestKey, expireAt(candidates[best]), 'latest')
+    end
+  elseif current then
+    -- Nothing readable to move to: latest stays while it leads readers to a payload that no
+    -- member holds (its timestamp is unknown: see the unindexed-payload finding); it goes when
+    -- it names an unreadable member or nothing at all.
+    if doomed or redis.call('ZSCORE', indexKey, current) or typeOf(currentById) ~= 'string' then
+      find('latest-missing-payload', 'latest names ' .. current .. ', which has no readable payload, and no snapshot can replace it', latestKey, currentById)
+      write('DEL', latestKey)
+      if redis.call('EXISTS', liveKey) == 1 then write('DEL', liveKey) end
+    end
   end
+  -- The index lives as long as its newest member.
+  local newest = plannedNewest
+  if mode == 'repair' then newest = redis.call('ZRANGE', indexKey, '+inf', '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, 1, 'WITHSCORES')[2] or '' end
+  if newest ~= '' then
+    local at = expireAt(newest)
+    local actual = redis.call('PEXPIRETIME', indexKey)
+    -- Created by this repair, or aligned to a member it removed: a consequence of other findings.
+    if maxBefore == '' or (newest ~= maxBefore and actual == tonumber(expireAt(maxBefore))) then
+      if actual ~= tonumber(at) then write('PEXPIREAT', indexKey, at) end
+    else
+      checkExpiry(indexKey, at, 'index')
+    end
+  end
+  return reply(moved and 3 or 1)
 end
 
--- Every read is done; from here on only writes.
-local changes = {}
-for i, command in ipairs(plan) do
-  if mode == 'repair' then redis.call(unpack(command)) end
-  changes[i] = table.concat(command, ' ')
-end
-return { 1, findings, changes }
+return fail('ARGS', 'operation')

@@ -135,7 +135,8 @@ Exit 1 when anything is found.`,
   },
   repair: {
     usage: `snapshot-persist repair [region] [--dry-run]
-Fixes what verify finds, each region in one atomic script call, and lists the writes. With
+Fixes what verify finds, in short script calls that each check before they write, and lists
+the writes. With
 --dry-run, lists them without writing. Exit 1 when problems remain (or, with --dry-run, exist).`,
     options: { 'dry-run': { type: 'boolean', default: false } },
     positionals: [0, 1],

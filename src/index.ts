@@ -18,4 +18,5 @@ export type { RegionalSnapshot, SeederReason } from './seeder.js';
 export { RedisError, ScriptRefusedError, SnapshotError, ValidationError } from './errors.js';
 export type { RetryPolicy } from './retry.js';
 export type { IoredisClient, SupportedClient, UpstashClient } from './clients/index.js';
+export { UNREPAIRABLE } from './verify.js';
 export type { DriftClass, DriftReport, Finding, RepairReport } from './verify.js';

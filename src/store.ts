@@ -87,9 +87,9 @@ export interface SnapshotStore {
   readById(region: string, id: string, at?: At): Promise<StoredSnapshot | null>;
   /** Ids and timestamps inside the retention window, newest first. */
   list(region: string, options?: ListOptions): Promise<Array<{ id: string; timestamp: number }>>;
-  /** Every inconsistency of one region or of all (found by SCAN); read-only, atomic per region. */
+  /** Every inconsistency of one region or of all (found by SCAN); read-only, in bounded script calls. */
   verify(region: string | 'all', at?: At): Promise<DriftReport>;
-  /** Fixes what verify finds, one atomic script call per region; `dryRun` reports without writing. */
+  /** Fixes what verify finds, in bounded script calls (lua/repair.lua); `dryRun` reports without writing. */
   repair(region: string | 'all', options?: RepairOptions): Promise<RepairReport>;
 }
 
@@ -217,7 +217,7 @@ export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStor
     return outcomes.map((outcome) => decodeRead(unwrap(outcome)));
   }
 
-  const drift: DriftContext = { connection, schema, retentionMs, retry, timestampKey: tsHolds };
+  const drift: DriftContext = { connection, schema, retentionMs, retry, timestampKey: tsHolds, latest };
 
   return {
     async persist(snapshot, at) {

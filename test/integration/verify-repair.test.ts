@@ -58,7 +58,7 @@ const classes = (findings: Finding[], region: string) => findings.filter((f) => 
 
 /** The suite, once per client kind: verify and repair must hold whichever client carries them. */
 function defineSuite(kind: ClientKind): void {
-  const test = suite<{ redis: RedisServer; raw: Redis; proxy: TcpProxy; store: SnapshotStore; client: SnapshotStoreOptions['client']; close: () => Promise<void> }>(`verify and repair [${kind.name}]`, 4);
+  const test = suite<{ redis: RedisServer; raw: Redis; proxy: TcpProxy; store: SnapshotStore; client: SnapshotStoreOptions['client']; close: () => Promise<void> }>(`verify and repair [${kind.name}]`, 5);
 
   test.before(async (ctx) => {
     ctx.redis = await startRedis();
@@ -116,15 +116,18 @@ function defineSuite(kind: ClientKind): void {
     assert.equal(regions, ['antarctica', 'arctic', 'east-asia', 'europe', 'global', 'latam', 'mena', 'north-america', 'south-asia', 'sub-saharan-africa']);
     const expected: Record<string, string[]> = {
       global: [],
-      mena: ['latest-not-indexed', 'orphan-payload', 'orphan-payload', 'ttl-misaligned', 'ttl-misaligned'],
+      // The index expiry follows the adopted m2 silently: a consequence of the orphan findings.
+      mena: ['latest-not-indexed', 'orphan-payload', 'orphan-payload', 'ttl-misaligned'],
       'east-asia': ['orphan-payload'],
       europe: ['member-missing-payload', 'member-missing-payload'],
       'north-america': ['expired-member'],
       'south-asia': ['no-ttl', 'ttl-misaligned', 'ttl-misaligned', 'ttl-misaligned'],
-      latam: ['orphan-dedup', 'orphan-payload'],
+      // l9's timestamp is unknown: kept (readable by id), reported, never deleted.
+      latam: ['orphan-dedup', 'unindexed-payload'],
       'sub-saharan-africa': ['payload-mismatch'],
       arctic: ['latest-not-newest'],
-      antarctica: ['latest-missing-payload', 'member-missing-payload', 'member-missing-payload'],
+      // b2 lost both copies: it leaves the index (its missing timestamp key is no finding of its own).
+      antarctica: ['latest-missing-payload', 'member-missing-payload'],
     };
     for (const [region, want] of Object.entries(expected)) assert.equal(classes(findings, region), want, region);
     assert.ok(findings.every((f) => f.keys.length > 0 && f.region !== null));
@@ -138,7 +141,8 @@ function defineSuite(kind: ClientKind): void {
     const repaired = await store.repair('all', at);
     assert.equal(repaired.changes, planned.changes, 'dryRun reports exactly the writes repair makes');
     assert.not.ok(repaired.changes.some((c) => c.region === 'global'));
-    assert.equal(await violations(raw, { regions: Object.keys(expected), now: NOW, retentionMs: RETENTION }), []);
+    const unrepairable = [`latam: by-id key of l9 has no index member and no timestamp key pairs with it: its timestamp is unknown`];
+    assert.equal(await violations(raw, { regions: Object.keys(expected), now: NOW, retentionMs: RETENTION }), unrepairable);
     const after = await dumpKeyspace(raw);
     for (const [key, dump] of before) if (key.includes(':global')) assert.is(after.get(key), dump, key);
 
@@ -153,7 +157,7 @@ function defineSuite(kind: ClientKind): void {
     assert.is(await raw.exists(k.byId('n0'), k.ts('north-america', old)), 0);
     assert.is(await raw.pexpiretime(k.index('south-asia')), T + RETENTION);
     assert.is(await raw.pexpiretime(k.byId('s1')), T + RETENTION);
-    assert.is(await raw.exists(k.byId('l9')), 0);
+    assert.is(await raw.get(k.byId('l9')), payload('latam', 'l9', T), 'readable before, readable after');
     assert.is(await raw.get(k.ts('sub-saharan-africa', T)), payload('sub-saharan-africa', 'ss1', T), 'the by-id copy wins');
     assert.is(await raw.get(k.latest('arctic')), 'a2');
     assert.is(await raw.get(k.latest('antarctica')), 'b1');
@@ -161,7 +165,7 @@ function defineSuite(kind: ClientKind): void {
     assert.is((await store.readLatest('antarctica', at))?.id, 'b1');
 
     const again = await store.repair('all', at);
-    assert.equal(again.findings, []);
+    assert.equal(again.findings.map((f) => `${f.region}: ${f.detail}`), unrepairable);
     assert.equal(again.changes, []);
     assert.equal(await dumpKeyspace(raw), after, 'a second repair is a no-op');
   });
@@ -185,7 +189,6 @@ function defineSuite(kind: ClientKind): void {
       'orphan-payload',
       'payload-mismatch',
       'ttl-misaligned',
-      'ttl-misaligned',
     ]);
     await store.repair('mena', at);
     assert.equal((await store.verify('mena', at)).findings, []);
@@ -205,16 +208,33 @@ function defineSuite(kind: ClientKind): void {
     await raw.set(k.byId('x1'), payload('mena', 'x1', T), 'EX', 7_776_000);
     await raw.set(k.latest('mena'), 'x1', 'EX', 7_776_000);
     const report = await store.repair('mena', { now: NOW });
-    assert.equal(report.findings.map((f) => f.class).sort(), ['latest-not-indexed', 'orphan-payload']);
+    // Its timestamp is unknown (no timestamp key pairs with it): it can be neither indexed nor
+    // known to be outside the window, so it stays, reported as unrepairable.
+    assert.equal(report.findings.map((f) => f.class).sort(), ['unindexed-payload']);
     assert.equal(report.changes, []);
     assert.is(await raw.get(k.byId('x1')), payload('mena', 'x1', T));
+  });
+
+  test("latest: 'always': latest on an older snapshot than the newest is no finding, and repair leaves it", async ({ raw, client }) => {
+    await raw.flushall();
+    const always = createSnapshotStore({ client, ...kind.storeOptions, latest: 'always' });
+    const mena = (id: string, timestamp: number) => ({ region: 'mena', id, timestamp, payload: { region_id: 'mena', id } });
+    await always.persist(mena('new1', T), { now: NOW });
+    await always.persist(mena('old1', T - 3_600_000), { now: NOW });
+    assert.is(await raw.get(k.latest('mena')), 'old1');
+    const before = await dumpKeyspace(raw);
+    assert.equal((await always.verify('mena', { now: NOW })).findings, []);
+    assert.equal((await always.repair('mena', { now: NOW })).changes, []);
+    assert.equal(await dumpKeyspace(raw), before);
+    // The same keyspace under the default policy: latest should be the newest.
+    assert.equal((await createSnapshotStore({ client, ...kind.storeOptions }).verify('mena', { now: NOW })).findings.map((f) => f.class), ['latest-not-newest']);
   });
 
   test('a by-id key whose payload names no region is reported and left alone', async ({ raw, store }) => {
     await raw.flushall();
     await raw.set(k.byId('q1'), '{"x":1}');
     const { findings } = await store.verify('all', { now: NOW });
-    assert.equal(findings, [{ region: null, class: 'orphan-payload', detail: 'by-id key has no index member and its payload names no region', keys: [k.byId('q1')] }]);
+    assert.equal(findings, [{ region: null, class: 'unindexed-payload', detail: 'by-id key has no index member and its payload names no region', keys: [k.byId('q1')] }]);
     assert.equal((await store.repair('all', { now: NOW })).changes, []);
     assert.is(await raw.exists(k.byId('q1')), 1);
   });

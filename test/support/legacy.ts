@@ -2,30 +2,53 @@ import type { Redis } from 'ioredis';
 
 const RETENTION_S = 7_776_000;
 
+type LegacySnapshot = { region: string; id: string; timestamp: number; payload: string };
+
 /**
  * The seeder's legacy path, as DESIGN.md describes it, for comparisons and for producing drift:
  * a separate dedup claim, then six commands as one (non-atomic) pipeline, payload twice.
  * Returns false when the dedup bucket was already claimed.
  */
-export async function legacyPersist(
-  client: Redis,
-  s: { region: string; id: string; timestamp: number; payload: string; trigger: string },
-  now = Date.now(),
-): Promise<boolean> {
-  const claimed = await client.set(`dedup:snapshot:v1:${s.region}:${s.trigger}:${Math.floor(s.timestamp / 900_000)}`, s.id, 'EX', 900, 'NX');
-  if (claimed !== 'OK') return false;
+export async function legacyPersist(client: Redis, s: LegacySnapshot & { trigger: string }, now = Date.now()): Promise<boolean> {
+  if (!(await legacyClaim(client, s))) return false;
   await legacyPipeline(client, s, now).exec();
   return true;
 }
 
+/** The legacy dedup claim, a request of its own: `SET … <id> EX 900 NX`. */
+export async function legacyClaim(client: Redis, s: { region: string; id: string; timestamp: number; trigger: string }): Promise<boolean> {
+  return (await client.set(`dedup:snapshot:v1:${s.region}:${s.trigger}:${Math.floor(s.timestamp / 900_000)}`, s.id, 'EX', 900, 'NX')) === 'OK';
+}
+
+/** The six writes of a legacy persist, in pipeline order, as command arrays. */
+export function legacyCommands(s: LegacySnapshot, now = Date.now()): string[][] {
+  const index = `intelligence:snapshot-index:v1:${s.region}`;
+  return [
+    ['SET', `intelligence:snapshot:v1:${s.region}:${s.timestamp}`, s.payload, 'EX', String(RETENTION_S)],
+    ['SET', `intelligence:snapshot-by-id:v1:${s.id}`, s.payload, 'EX', String(RETENTION_S)],
+    ['SET', `intelligence:snapshot:v1:${s.region}:latest`, s.id, 'EX', String(RETENTION_S)],
+    ['ZADD', index, String(s.timestamp), s.id],
+    ['ZREMRANGEBYSCORE', index, '-inf', `(${now - RETENTION_S * 1000}`],
+    ['DEL', `intelligence:snapshot:v1:${s.region}:live`],
+  ];
+}
+
 /** The six writes of a legacy persist, queued on a pipeline (not yet sent). */
-export function legacyPipeline(client: Redis, s: { region: string; id: string; timestamp: number; payload: string }, now = Date.now()) {
-  return client
-    .pipeline()
-    .set(`intelligence:snapshot:v1:${s.region}:${s.timestamp}`, s.payload, 'EX', RETENTION_S)
-    .set(`intelligence:snapshot-by-id:v1:${s.id}`, s.payload, 'EX', RETENTION_S)
-    .set(`intelligence:snapshot:v1:${s.region}:latest`, s.id, 'EX', RETENTION_S)
-    .zadd(`intelligence:snapshot-index:v1:${s.region}`, s.timestamp, s.id)
-    .zremrangebyscore(`intelligence:snapshot-index:v1:${s.region}`, '-inf', `(${now - RETENTION_S * 1000}`)
-    .del(`intelligence:snapshot:v1:${s.region}:live`);
+export function legacyPipeline(client: Redis, s: LegacySnapshot, now = Date.now()) {
+  const pipeline = client.pipeline();
+  for (const [command, ...args] of legacyCommands(s, now)) pipeline.call(command!, ...args);
+  return pipeline;
+}
+
+/**
+ * A legacy persist whose pipeline was cut after its first `k` commands (0..6): the claim, then
+ * only those commands reach Redis, which is the keyspace a cut connection leaves (the cut sweep
+ * in test/faults proves cuts land between commands).
+ */
+export async function legacyCut(client: Redis, s: LegacySnapshot & { trigger: string }, k: number, now = Date.now()): Promise<boolean> {
+  if (!(await legacyClaim(client, s))) return false;
+  const pipeline = client.pipeline();
+  for (const [command, ...args] of legacyCommands(s, now).slice(0, k)) pipeline.call(command!, ...args);
+  await pipeline.exec();
+  return true;
 }
