@@ -177,22 +177,23 @@ if exists[1] then
 end
 
 -- ACLs are checked per command as it runs, and a script's earlier writes are not undone: check
--- every write below first, by command and keys (the rest of a command's arguments does not
--- matter to an ACL). Servers without redis.acl_check_cmd (before Redis 7) skip this.
+-- every write below first, by command and keys, with placeholder values of the right arity
+-- (Redis 8 checks the arity; an ACL does not look at values). Servers without
+-- redis.acl_check_cmd (before Redis 7) skip this.
 if redis.acl_check_cmd then
-  local writes = { { 'ZADD', indexKey }, { 'ZREMRANGEBYSCORE', indexKey }, { 'PEXPIREAT', indexKey } }
-  if dedupKey then writes[#writes + 1] = { 'SET', dedupKey } end
+  local writes = { { 'ZADD', indexKey, '0', id }, { 'ZREMRANGEBYSCORE', indexKey, '0', '0' }, { 'PEXPIREAT', indexKey, '0' } }
+  if dedupKey then writes[#writes + 1] = { 'SET', dedupKey, '' } end
   if stagingKey then
     writes[#writes + 1] = { 'RENAME', stagingKey, byIdKey }
-    writes[#writes + 1] = { 'PEXPIREAT', byIdKey }
+    writes[#writes + 1] = { 'PEXPIREAT', byIdKey, '0' }
   else
-    writes[#writes + 1] = { 'SET', byIdKey }
+    writes[#writes + 1] = { 'SET', byIdKey, '' }
   end
   if ownsTsKey then
-    writes[#writes + 1] = (tsHolds == 'payload' and stagingKey) and { 'COPY', byIdKey, tsKey } or { 'SET', tsKey }
+    writes[#writes + 1] = (tsHolds == 'payload' and stagingKey) and { 'COPY', byIdKey, tsKey } or { 'SET', tsKey, '' }
   end
   if advance then
-    writes[#writes + 1] = { 'SET', latestKey }
+    writes[#writes + 1] = { 'SET', latestKey, '' }
     writes[#writes + 1] = { 'DEL', liveKey }
   end
   for _, w in ipairs(writes) do
