@@ -102,8 +102,6 @@ export async function startRedis(args: string[] = []): Promise<RedisServer> {
     .withWaitStrategy(answersPing(port))
     .start();
   const clients: Redis[] = [];
-  const admin = new Redis(port, '127.0.0.1', { maxRetriesPerRequest: 1 });
-  admin.on('error', () => {});
   let gone: Error | undefined;
   const server: RedisServer = {
     port,
@@ -132,10 +130,16 @@ export async function startRedis(args: string[] = []): Promise<RedisServer> {
       } catch (error) {
         throw (gone = new Error(`the suite's Redis server is gone: ${(error as Error).message}`));
       }
-      await admin.flushall();
+      // A connection of its own, closed at once: tests count the server's clients.
+      const admin = new Redis(port, '127.0.0.1', { maxRetriesPerRequest: 1 });
+      admin.on('error', () => {});
+      try {
+        await admin.flushall();
+      } finally {
+        admin.disconnect();
+      }
     },
     async stop() {
-      admin.disconnect();
       clients.forEach((c) => c.disconnect());
       await container.stop({ timeout: 1 });
     },
