@@ -1,6 +1,10 @@
 /**
  * Primaries of a 3 + 3 Redis Cluster killed (SIGKILL) one after another under continuous load of
- * about 40 KB snapshots, with `durability: { replicas: 1 }` and without it. After each kill the
+ * about 40 KB snapshots, with `durability: { replicas: 1 }` and without it. Each kill finds the
+ * primary's replication link down for the last 300 ms (replica stopped, its connection closed by
+ * the primary): the case in which asynchronous replication loses acknowledged writes. At loopback
+ * a connected replica keeps up within microseconds, and a kill alone loses nothing to count.
+ * After each kill the
  * replica is promoted and the killed node is started again (it rejoins as the new primary's
  * replica, empty, and syncs), so every kill hits a primary that has a replica.
  *
@@ -27,6 +31,8 @@ const KILLS = Number(process.env.FAILOVER_KILLS ?? 3);
 const WORKERS = 2;
 /** Pause of each worker between its batches of 8: at most about 2 x 8 / 0.15 s = 107 persists/s. */
 const PACE_MS = 150;
+/** How far behind the replica is when its primary is killed. */
+const LAG_MS = 300;
 const DAY = 86_400_000;
 const RETENTION = 90 * DAY;
 const NOW = Date.now();
@@ -111,14 +117,21 @@ class Nodes {
   }
 }
 
-/** SIGKILL a primary, wait for its replica's promotion, start it again, wait until it replicates. */
+/** Stop a primary's replica for LAG_MS, SIGKILL the primary, wait for the replica's promotion, start it again, wait until it replicates. */
 async function killOnce(nodes: Nodes, k: number): Promise<{ promotedMs: number; rejoinedMs: number }> {
   await until('a healthy cluster before the kill', () => nodes.healthy());
   const primaries = (await nodes.primaries()).sort((a, b) => a.port - b.port);
   const victim = primaries[k % primaries.length]!;
   const heir = (await nodes.replicaOf(victim))!;
+  // The replica's link down for LAG_MS when its primary dies: the primary's acknowledged writes
+  // of that span are on no replica. (Stopping the replica alone is not enough: what the primary
+  // already wrote to the socket survives the primary's death and is read on resume.)
+  await docker('kill', '-s', 'STOP', heir.container.getId());
+  await nodes.admin(victim).call('CLIENT', 'KILL', 'TYPE', 'replica');
+  await sleep(LAG_MS);
   const killedAt = Date.now();
   await docker('kill', '-s', 'KILL', victim.container.getId());
+  await docker('kill', '-s', 'CONT', heir.container.getId());
   await until('the replica to be promoted', async () => (await nodes.role(heir))?.[0] === 'master' && ((await nodes.admin(heir).call('CLUSTER', 'INFO')) as string).includes('cluster_state:ok'));
   const promotedMs = Date.now() - killedAt;
   await docker('start', victim.container.getId());
@@ -307,11 +320,13 @@ test(`durability { replicas: 1 }: ${KILLS} primaries killed under load, 0 durabl
   assert.is(counts.endingInOneWait, counts.persisting);
 });
 
-test(`without durability: the same load and ${KILLS} kills, 0 violations (loss reported)`, async ({ nodes, client }) => {
+test(`without durability: the same load and ${KILLS} kills lose acknowledged persists, 0 violations`, async ({ nodes, client }) => {
   const store = createSnapshotStore({ client, keys: { schema: 'cluster' } });
   const t = await underFailover(nodes, store, 'n', KILLS);
   report('without durability', t);
   assert.is(t.durable + t.unconfirmed, 0);
+  // The fault does lose acknowledged writes without the option: the 0 above is not for lack of it.
+  assert.ok(t.lost > 0, 'no acknowledged persist lost without durability');
   assert.is(t.violations, 0);
   assert.equal(t.anomalies, []);
 });
