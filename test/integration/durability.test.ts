@@ -140,7 +140,7 @@ test.before(async (ctx) => {
 });
 
 test.after(async ({ primary, replica }) => {
-  await replica?.container && docker('kill', '-s', 'CONT', replica.container.getId()).catch(() => {});
+  if (replica) await docker('kill', '-s', 'CONT', replica.container.getId()).catch(() => {}); // if a test left it stopped
   await replica?.stop();
   await primary?.stop();
 });
