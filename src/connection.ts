@@ -9,15 +9,36 @@ export interface ScriptCommand {
   readonly stage?: { readonly key: string; readonly value: string } | undefined;
 }
 
-/** How one command of a batch ended. `error` is the client's own, unsanitised. */
-export type Outcome = { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly error: unknown };
+/**
+ * What a batch waits for after its writes, on the same connection: `WAIT replicas timeoutMs`, or
+ * with `aof`, `WAITAOF 1 replicas timeoutMs` (the local AOF and that many replicas' AOFs fsynced).
+ */
+export interface Wait {
+  readonly replicas: number;
+  readonly timeoutMs: number;
+  readonly aof: boolean;
+}
+
+/**
+ * How one command of a batch ended. `error` is the client's own, unsanitised. `durable`, only when
+ * the batch was sent with a Wait: whether the wait confirmed every write sent before it.
+ */
+export type Outcome = { readonly ok: true; readonly value: unknown; readonly durable?: boolean } | { readonly ok: false; readonly error: unknown };
 
 /** What the store needs from a client. One implementation per client library, in clients/. */
 export interface Connection {
   /** Whether evalMany takes commands with `stage` (a MULTI/EXEC per command inside the batch). */
   readonly staging: boolean;
-  /** Sends all commands in one round trip (one pipeline flush, one HTTP request). Never rejects. */
-  evalMany(commands: readonly ScriptCommand[]): Promise<Outcome[]>;
+  /**
+   * Sends all commands in one round trip (one pipeline flush, one HTTP request). Never rejects.
+   * With `wait`, each connection's part of the batch ends with that wait (one per node).
+   */
+  evalMany(commands: readonly ScriptCommand[], wait?: Wait): Promise<Outcome[]>;
+  /**
+   * Present where the client can wait on its own connection (TCP, not REST). `checkAof` rejects
+   * with a typed error when the server cannot run `WAITAOF 1 …` (before Redis 7.2, or AOF off).
+   */
+  readonly waits?: { checkAof(): Promise<void> };
   /** Sorted-set members scored in [min, max], highest score first, at most `count` of them. */
   rangeByScoreDesc(key: string, min: number, max: number, count: number): Promise<Array<{ member: string; score: number }>>;
   /** Every key matching the glob, on every primary. For verify and repair, never on a hot path. */

@@ -50,7 +50,8 @@ async function withRetry<T>(policy: RetryPolicy, call: () => Promise<T>): Promis
 export function retrying(connection: Connection, policy: RetryPolicy): Connection {
   return {
     staging: connection.staging,
-    evalMany: (commands) => connection.evalMany(commands),
+    evalMany: (commands, wait) => connection.evalMany(commands, wait),
+    ...(connection.waits && { waits: connection.waits }),
     rangeByScoreDesc: (key, min, max, count) => withRetry(policy, () => connection.rangeByScoreDesc(key, min, max, count)),
     scan: (pattern) => withRetry(policy, () => connection.scan(pattern)),
     get: (key) => withRetry(policy, () => connection.get(key)),

@@ -1,4 +1,4 @@
-import type { Connection, Outcome, ScriptCommand } from './connection.js';
+import type { Connection, Outcome, ScriptCommand, Wait } from './connection.js';
 import { RedisError, isNoScript, toSnapshotError } from './errors.js';
 import { backoffMs, type RetryPolicy } from './retry.js';
 
@@ -24,9 +24,10 @@ export class Script {
 
   /**
    * Runs every call, batched into one round trip per try, and settles each: errors are
-   * SnapshotErrors. Transient failures are retried (a replayed persist is harmless).
+   * SnapshotErrors. Transient failures are retried (a replayed persist is harmless). With `wait`,
+   * every try's batch ends with it, and a call's `durable` comes from the try that settled it.
    */
-  async runMany(connection: Connection, calls: readonly ScriptCall[], retry: RetryPolicy): Promise<Outcome[]> {
+  async runMany(connection: Connection, calls: readonly ScriptCall[], retry: RetryPolicy, wait?: Wait): Promise<Outcome[]> {
     const results: Outcome[] = new Array(calls.length);
     const asEval = new Set<number>();
     let pending = calls.map((_, i) => i);
@@ -37,9 +38,10 @@ export class Script {
           const { keys, args, stage } = calls[i]!;
           return { op, script: op === 'eval' ? this.text : this.sha, keys, args, stage };
         }),
+        wait,
       );
       const next: number[] = [];
-      let wait = false;
+      let backoff = false;
       outcomes.forEach((outcome, j) => {
         const i = pending[j]!;
         if (outcome.ok) {
@@ -51,13 +53,13 @@ export class Script {
           const error = toSnapshotError(outcome.error);
           if (error instanceof RedisError && error.transient && attempt < retry.attempts) {
             next.push(i);
-            wait = true;
+            backoff = true;
           } else {
             results[i] = { ok: false, error };
           }
         }
       });
-      if (wait) await sleep(backoffMs(retry, attempt++));
+      if (backoff) await sleep(backoffMs(retry, attempt++));
       pending = next;
     }
     return results;

@@ -1,7 +1,7 @@
 import calculateSlot from 'cluster-key-slot';
 import { connect, type SupportedClient } from './clients/index.js';
 import { isUpstash } from './clients/upstash.js';
-import type { Outcome } from './connection.js';
+import type { Outcome, Wait } from './connection.js';
 import { ValidationError, toSnapshotError } from './errors.js';
 import { decodePersist, decodeRead } from './replies.js';
 import { byIdTemplate, resolveKeySchema, type KeySchema, type KeySchemaName } from './keys.js';
@@ -44,6 +44,13 @@ export interface SnapshotStoreOptions {
    * default: stock Redis (and so any Upstash-compatible proxy in front of it) rejects the flag.
    */
   upstash?: { keyLocking?: boolean };
+  /**
+   * TCP clients. After each batch's writes, wait on the same connection until `replicas` replicas
+   * acknowledged them (`WAIT`), or with `aof: true` until the primary's AOF and `replicas`
+   * replicas' AOFs are fsynced (`WAITAOF`, Redis >= 7.2), at most `timeoutMs`; every result then
+   * carries `durable`. Every payload is staged (see README).
+   */
+  durability?: { replicas: number; timeoutMs: number; aof?: boolean };
 }
 
 export type PersistStatus = 'persisted' | 'replayed' | 'duplicate' | 'expired';
@@ -55,6 +62,12 @@ export interface PersistResult {
   latestAdvanced: boolean;
   /** Index members that fell out of the retention window and were removed. */
   pruned: number;
+  /**
+   * Only with the `durability` option: whether the replicas (and AOFs) it asks for confirmed the
+   * snapshot's keys as they stand after this call within `timeoutMs`. `false`: stored on the
+   * primary but not confirmed; re-sending it replays and waits again.
+   */
+  durable?: boolean;
 }
 
 export interface StoredSnapshot {
@@ -98,7 +111,7 @@ export interface RepairOptions extends At {
 }
 
 const DAY_MS = 86_400_000;
-const OPTIONS_SHAPE = '{ client, keys?, retentionMs?, dedup?, latest?, maxPayloadBytes?, retry?, stagePayloadsFrom?, upstash? }';
+const OPTIONS_SHAPE = '{ client, keys?, retentionMs?, dedup?, latest?, maxPayloadBytes?, retry?, stagePayloadsFrom?, upstash?, durability? }';
 /** Staged transfer pays for itself from this payload length on (BENCHMARKS.md). */
 const STAGE_FROM = 4_096;
 const persistScript = new Script(persistLua.text, persistLua.sha);
@@ -117,6 +130,31 @@ function unwrap(outcome: Outcome): unknown {
   return outcome.value;
 }
 
+/** The result of a persist call, with `durable` when the batch waited. */
+function persistResult(outcome: Outcome): PersistResult {
+  const result = decodePersist(unwrap(outcome));
+  return outcome.ok && outcome.durable !== undefined ? { ...result, durable: outcome.durable } : result;
+}
+
+/** The `durability` option, checked; undefined without it. */
+function resolveDurability(option: SnapshotStoreOptions['durability'], canWait: boolean, staging: number | undefined): Wait | undefined {
+  if (option === undefined) return undefined;
+  const d = checkObject('options.durability', option, '{ replicas, timeoutMs, aof? }');
+  if (!canWait) throw new ValidationError('options.durability', 'needs an ioredis client: @upstash/redis has no WAIT over REST, so nothing could confirm replication');
+  // Since Redis 7.2 WAIT covers the writes of its own connection only: a replay that writes
+  // nothing would be confirmed at once. Staged, every persist writes (SET, then RENAME or DEL), so
+  // WAIT covers whatever the primary held when it ran, the copy a replay found included.
+  if (staging !== undefined) throw new ValidationError('options.stagePayloadsFrom', 'cannot be set with durability, which stages every payload');
+  const aof = d.aof ?? false;
+  if (typeof aof !== 'boolean') throw new ValidationError('options.durability.aof', 'expected a boolean');
+  return {
+    replicas: checkInteger('options.durability.replicas', d.replicas, aof ? 0 : 1, 1_000),
+    // WAIT with timeout 0 blocks until confirmed, however long that takes.
+    timeoutMs: checkInteger('options.durability.timeoutMs', d.timeoutMs, 1, 600_000),
+    aof,
+  };
+}
+
 export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStore {
   if (typeof options !== 'object' || options === null) throw new ValidationError('options', 'expected an object');
   checkObject('options', options, OPTIONS_SHAPE);
@@ -128,7 +166,8 @@ export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStor
   const schema = resolveKeySchema(keyOptions.schema, keyOptions.prefix);
   const tsHolds = keyOptions.timestampKey ?? 'payload';
   if (tsHolds !== 'payload' && tsHolds !== 'id') throw new ValidationError('options.keys.timestampKey', "expected 'payload' or 'id'");
-  const stageFrom = options.stagePayloadsFrom === Infinity ? Infinity : checkInteger('options.stagePayloadsFrom', options.stagePayloadsFrom ?? STAGE_FROM, 0);
+  const wait = resolveDurability(options.durability, bare.waits !== undefined, options.stagePayloadsFrom);
+  const stageFrom = wait ? 0 : options.stagePayloadsFrom === Infinity ? Infinity : checkInteger('options.stagePayloadsFrom', options.stagePayloadsFrom ?? STAGE_FROM, 0);
   const retentionMs = checkInteger('options.retentionMs', options.retentionMs ?? 90 * DAY_MS, 1);
   const dedupOptions = options.dedup === false ? false : checkObject('options.dedup', options.dedup, 'false or { windowMs?, ttlMs? }');
   const dedup = dedupOptions === false ? false : {
@@ -146,6 +185,24 @@ export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStor
   if (typeof keyLocking !== 'boolean') throw new ValidationError('options.upstash.keyLocking', 'expected a boolean');
   if (keyLocking && !isUpstash(options.client)) throw new ValidationError('options.upstash.keyLocking', 'needs an @upstash/redis client (stock Redis rejects the flag)');
   const persister = keyLocking ? keyLockingPersistScript : persistScript;
+  let aofChecked: Promise<void> | undefined;
+  /** With durability.aof, the first persist asks whether the server can run WAITAOF at all. */
+  function checkAof(): Promise<void> | undefined {
+    if (!wait?.aof) return undefined;
+    aofChecked ??= connection.waits!.checkAof().catch((error: unknown) => {
+      aofChecked = undefined; // asked again next time: the server may be upgraded, or was unreachable
+      throw error;
+    });
+    return aofChecked;
+  }
+  async function runPersists(calls: ScriptCall[]): Promise<Outcome[]> {
+    try {
+      await checkAof();
+    } catch (error) {
+      return calls.map(() => ({ ok: false, error }));
+    }
+    return persister.runMany(connection, calls, retry, wait);
+  }
 
   const nowOf = (now: number | undefined) => checkInteger('now', now ?? Date.now(), 0);
   const clock = (at: At | undefined) => nowOf(checkObject('at', at, '{ now? }').now);
@@ -201,10 +258,10 @@ export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStor
         settled[i] = { status: 'rejected', reason };
       }
     });
-    const outcomes = calls.length > 0 ? await persister.runMany(connection, calls, retry) : [];
+    const outcomes = calls.length > 0 ? await runPersists(calls) : [];
     outcomes.forEach((outcome, j) => {
       try {
-        settled[slots[j]!] = { status: 'fulfilled', value: decodePersist(unwrap(outcome)) };
+        settled[slots[j]!] = { status: 'fulfilled', value: persistResult(outcome) };
       } catch (reason) {
         settled[slots[j]!] = { status: 'rejected', reason };
       }
@@ -223,8 +280,8 @@ export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStor
     async persist(snapshot, at) {
       const now = clock(at);
       const call = persistCall(validateSnapshot(snapshot, { now, maxPayloadBytes }));
-      const [outcome] = await persister.runMany(connection, [call], retry);
-      return decodePersist(unwrap(outcome!));
+      const [outcome] = await runPersists([call]);
+      return persistResult(outcome!);
     },
     persistMany,
     async readLatest(region, at) {

@@ -1,7 +1,7 @@
 import calculateSlot from 'cluster-key-slot';
 import type { Cluster, Redis } from 'ioredis';
-import { pairs, type Connection, type Outcome, type ScriptCommand } from '../connection.js';
-import { ValidationError } from '../errors.js';
+import { pairs, type Connection, type Outcome, type ScriptCommand, type Wait } from '../connection.js';
+import { RedisError, ValidationError, toSnapshotError } from '../errors.js';
 
 export function isIoredis(client: unknown): client is Redis | Cluster {
   const c = client as Partial<Redis> | null;
@@ -14,12 +14,20 @@ export function isIoredis(client: unknown): client is Redis | Cluster {
  */
 const STAGE_TTL_MS = '1000';
 
+/** WAIT's reply (replicas that acknowledged) or WAITAOF's ([local fsynced, replicas fsynced]). */
+function confirmed(wait: Wait, reply: unknown): boolean {
+  if (!wait.aof) return Number(reply) >= wait.replicas;
+  const [local, replicas] = reply as [unknown, unknown];
+  return Number(local) >= 1 && Number(replicas) >= wait.replicas;
+}
+
 /**
  * Sends the commands in one pipeline: one write, one round trip. Never rejects. A staged command
  * goes as MULTI, SET staging key, the script call, EXEC: Redis runs nothing of it unless the whole
- * transaction arrived.
+ * transaction arrived. With `wait`, the pipeline ends with WAIT (or WAITAOF): it waits for the
+ * connection's last write, so one covers every command before it.
  */
-async function execPipeline(client: Redis | Cluster, commands: readonly ScriptCommand[]): Promise<Outcome[]> {
+async function execPipeline(client: Redis | Cluster, commands: readonly ScriptCommand[], wait?: Wait): Promise<Outcome[]> {
   const pipeline = client.pipeline();
   const replyAt: number[] = [];
   const firstAt: number[] = [];
@@ -30,16 +38,25 @@ async function execPipeline(client: Redis | Cluster, commands: readonly ScriptCo
     if (c.stage) pipeline.call('EXEC');
     replyAt.push(pipeline.length - 1);
   }
+  if (wait) {
+    const timeout = String(wait.timeoutMs);
+    if (wait.aof) pipeline.call('WAITAOF', '1', String(wait.replicas), timeout);
+    else pipeline.call('WAIT', String(wait.replicas), timeout);
+  }
   try {
     const replies = (await pipeline.exec()) ?? [];
-    return commands.map((c, i) => {
+    // Not confirmed (the wait failed, or its connection closed first) is not durable.
+    const waited = wait && replies[pipeline.length - 1];
+    const durable = waited ? !waited[0] && confirmed(wait, waited[1]) : undefined;
+    return commands.map((c, i): Outcome => {
       const [error, value] = replies[replyAt[i]!] ?? [new Error('Connection is closed.'), undefined];
       // EXECABORT names no cause: report the command refused while queued (MOVED, OOM...).
       if (error) return { ok: false, error: (c.stage && replies.slice(firstAt[i], replyAt[i]).find(([queued]) => queued)?.[0]) || error };
-      if (!c.stage) return { ok: true, value };
+      const ok = (result: unknown): Outcome => (wait ? { ok: true, value: result, durable: durable ?? false } : { ok: true, value: result });
+      if (!c.stage) return ok(value);
       // EXEC's reply: [SET's, the script's]; ioredis puts a failed command's Error in its place.
       const script = (value as unknown[] | null)?.[1];
-      return script instanceof Error ? { ok: false, error: script } : { ok: true, value: script };
+      return script instanceof Error ? { ok: false, error: script } : ok(script);
     });
   } catch (error) {
     return commands.map(() => ({ ok: false, error }));
@@ -51,7 +68,7 @@ async function execPipeline(client: Redis | Cluster, commands: readonly ScriptCo
  * sent at once. Grouped as ioredis checks it, by the slot's node set; before the client has
  * learned the slots, by slot (each pipeline then waits for the client to be ready).
  */
-async function execGrouped(client: Cluster, commands: readonly ScriptCommand[]): Promise<Outcome[]> {
+async function execGrouped(client: Cluster, commands: readonly ScriptCommand[], wait?: Wait): Promise<Outcome[]> {
   const groups = new Map<string, number[]>();
   commands.forEach((c, i) => {
     const slot = calculateSlot(c.keys[0]!);
@@ -63,7 +80,7 @@ async function execGrouped(client: Cluster, commands: readonly ScriptCommand[]):
   const outcomes: Outcome[] = new Array(commands.length);
   await Promise.all(
     [...groups.values()].map(async (members) => {
-      const replies = await execPipeline(client, members.map((i) => commands[i]!));
+      const replies = await execPipeline(client, members.map((i) => commands[i]!), wait);
       members.forEach((i, j) => (outcomes[i] = replies[j]!));
     }),
   );
@@ -77,15 +94,17 @@ const isMoved = (outcome: Outcome) => !outcome.ok && /^MOVED /.test((outcome.err
  * stale. ioredis follows a pipeline's redirection only when all its replies are the same one and
  * none is inside MULTI, so the moved commands go again here, once, after a slot map refresh.
  */
-async function execPerNode(client: Cluster, commands: readonly ScriptCommand[]): Promise<Outcome[]> {
-  const outcomes = await execGrouped(client, commands);
+async function execPerNode(client: Cluster, commands: readonly ScriptCommand[], wait?: Wait): Promise<Outcome[]> {
+  const outcomes = await execGrouped(client, commands, wait);
   const moved = commands.flatMap((_, i) => (isMoved(outcomes[i]!) ? [i] : []));
   if (moved.length === 0) return outcomes;
   await new Promise<void>((resolve) => client.refreshSlotsCache(() => resolve()));
-  const again = await execGrouped(client, moved.map((i) => commands[i]!));
+  const again = await execGrouped(client, moved.map((i) => commands[i]!), wait);
   moved.forEach((i, j) => (outcomes[i] = again[j]!));
   return outcomes;
 }
+
+const unsupported = (reason: string) => new RedisError('DURABILITY_UNSUPPORTED', `durability.aof: ${reason}; nothing was written`, false);
 
 /** ioredis, standalone or Sentinel (one pipeline per batch) or Cluster (one pipeline per node). */
 export function ioredisConnection(client: Redis | Cluster): Connection {
@@ -97,7 +116,18 @@ export function ioredisConnection(client: Redis | Cluster): Connection {
   }
   return {
     staging: true,
-    evalMany: (commands) => (client.isCluster ? execPerNode(client as Cluster, commands) : execPipeline(client, commands)),
+    evalMany: (commands, wait) => (client.isCluster ? execPerNode(client as Cluster, commands, wait) : execPipeline(client, commands, wait)),
+    waits: {
+      async checkAof() {
+        // Returns at once: numreplicas 0, and this connection's writes are fsynced or 1 ms passes.
+        await client.call('WAITAOF', '1', '0', '1').catch((error: unknown) => {
+          const text = error instanceof Error ? error.message : '';
+          if (/unknown command/i.test(text)) throw unsupported('the server has no WAITAOF (Redis >= 7.2 has it)');
+          if (/appendonly/i.test(text)) throw unsupported('the server runs without an AOF (appendonly no)');
+          throw toSnapshotError(error);
+        });
+      },
+    },
     async rangeByScoreDesc(key, min, max, count) {
       const flat = await client.call('ZRANGE', key, max, min, 'BYSCORE', 'REV', 'LIMIT', 0, count, 'WITHSCORES');
       return pairs(flat as unknown[]);
