@@ -86,6 +86,8 @@ type TimestampSpec = { steps: number; plusOne: boolean } | { reuse: number } | {
 interface SnapshotSpec {
   region: (typeof REGIONS)[number];
   suffix: (typeof SUFFIXES)[number];
+  /** An id every region may use (`any.<suffix>`): under 'worldmonitor-v1' its by-id key is shared. */
+  shared: boolean;
   timestamp: TimestampSpec;
   payload: { v: number; asText: boolean; large: boolean };
   trigger: (typeof TRIGGERS)[number];
@@ -109,7 +111,7 @@ function snapshotOf(spec: SnapshotSpec, w: World): SnapshotInput {
   const object = large ? { ...FIXTURE, region_id: spec.region, v, s: '\u00e9\u{1f600}' } : { region_id: spec.region, v, s: '\u00e9\u{1f600}' };
   const payload = asText ? (large ? JSON.stringify(object, null, 1) : `{ "region_id": "${spec.region}", "v": ${v}, "s": "\u00e9" }`) : object;
   if (large) tally.large++;
-  const s: SnapshotInput = { region: spec.region, id: `${spec.region}.${spec.suffix}`, timestamp, payload };
+  const s: SnapshotInput = { region: spec.region, id: `${spec.shared ? 'any' : spec.region}.${spec.suffix}`, timestamp, payload };
   if (spec.trigger !== undefined) s.trigger = spec.trigger;
   return s;
 }
@@ -320,6 +322,7 @@ const region = fc.constantFrom(...REGIONS);
 const snapshotSpec: fc.Arbitrary<SnapshotSpec> = fc.record({
   region,
   suffix: fc.constantFrom(...SUFFIXES),
+  shared: fc.boolean(),
   timestamp: fc.oneof(
     { arbitrary: fc.record({ steps: fc.integer({ min: -13, max: 3 }), plusOne: fc.boolean() }), weight: 3 },
     { arbitrary: fc.record({ reuse: fc.nat(40) }), weight: 1 },
