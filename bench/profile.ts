@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 import { createSnapshotStore } from '../src/index.js';
 import { persistLua } from '../src/lua.generated.js';
@@ -73,7 +74,9 @@ export async function profileScript(options: {
 }): Promise<Profile[]> {
   const { client, control, source, calls, rounds } = options;
   // A cut that does not compile (a statement the line rule misread) is dropped: its lines join the next step.
-  const loaded = await Promise.all(cuts(persistLua.text).map((step) => (control.script('LOAD', step.text) as Promise<string>).then((sha) => ({ step, sha }), () => undefined)));
+  // Cut the source as written: the shipped text has no indentation to tell top-level statements by.
+  const written = readFileSync(new URL('../lua/persist.lua', import.meta.url), 'utf8');
+  const loaded = await Promise.all(cuts(written).map((step) => (control.script('LOAD', step.text) as Promise<string>).then((sha) => ({ step, sha }), () => undefined)));
   const usable = loaded.filter((l) => l !== undefined);
   const steps = usable.map((l) => l.step);
   const shas = usable.map((l) => l.sha);
@@ -121,7 +124,7 @@ export async function profileScript(options: {
       }
     }
     // Staged: the staging SET is a top-level SET outside the script, in every step alike.
-    const lines = persistLua.text.split('\n').length;
+    const lines = written.split('\n').length;
     profiles.push({
       label,
       payloadBytes: bytes,
