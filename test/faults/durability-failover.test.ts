@@ -24,6 +24,7 @@ import { Redis, type Cluster } from 'ioredis';
 import { createSnapshotStore, keySchemas, RedisError, type SnapshotInput, type SnapshotStore } from '../../src/index.js';
 import { persistLua } from '../../src/lua.generated.js';
 import { startCluster, type ClusterNode, type RedisCluster } from '../support/cluster.js';
+import { sleep, until } from '../support/faults.js';
 import { violations } from '../support/keyspace.js';
 import { redisImage, untilPong } from '../support/redis.js';
 
@@ -41,14 +42,6 @@ const BASE = ['mena', 'east-asia', 'europe', 'north-america', 'south-asia', 'lat
 const schema = keySchemas.cluster;
 const fixture = JSON.parse(readFileSync(new URL('../fixtures/regional-snapshot-mena.json', import.meta.url), 'utf8')) as object;
 const docker = (...args: string[]) => promisify(execFile)('docker', args);
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-async function until(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-  for (const deadline = Date.now() + timeoutMs; ; await sleep(100)) {
-    if (await check().catch(() => false)) return;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-  }
-}
 
 /**
  * Admin connections of this file's own, one per node, replaced when a killed node is started

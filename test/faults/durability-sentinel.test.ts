@@ -14,6 +14,7 @@ import { suite } from '../support/suite.js';
 import * as assert from 'uvu/assert';
 import { Redis } from 'ioredis';
 import { createSnapshotStore, keySchemas, RedisError, type SnapshotInput, type SnapshotStoreOptions } from '../../src/index.js';
+import { sleep, until } from '../support/faults.js';
 import { violations } from '../support/keyspace.js';
 import { answersPing, freePort, redisImage, redisServerBin, startRedis, type RedisServer } from '../support/redis.js';
 
@@ -27,14 +28,6 @@ const LAG_MS = 300;
 const PACE_MS = 150;
 const fixture = JSON.parse(readFileSync(new URL('../fixtures/regional-snapshot-mena.json', import.meta.url), 'utf8')) as object;
 const docker = (...args: string[]) => promisify(execFile)('docker', args);
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-async function until(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-  for (const deadline = Date.now() + timeoutMs; ; await sleep(100)) {
-    if (await check().catch(() => false)) return;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-  }
-}
 
 interface Setup {
   primary: RedisServer;
