@@ -19,6 +19,7 @@ import {
 import { clientKinds } from '../support/clients.js';
 import { dumpKeyspace, violations } from '../support/keyspace.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
+import { legacyKeys as k } from '../support/legacy.js';
 
 const DAY = 86_400_000;
 const RETENTION = 90 * DAY;
@@ -28,14 +29,6 @@ const T = Math.floor((NOW - DAY) / 900_000) * 900_000;
 const REGIONS = ['mena', 'east-asia', 'europe', 'north-america', 'south-asia', 'latam', 'sub-saharan-africa', 'global'];
 const fixture = JSON.parse(readFileSync(new URL('../fixtures/regional-snapshot-mena.json', import.meta.url), 'utf8')) as RegionalSnapshot;
 
-const k = {
-  ts: (r: string, t: number) => `intelligence:snapshot:v1:${r}:${t}`,
-  byId: (id: string) => `intelligence:snapshot-by-id:v1:${id}`,
-  latest: (r: string) => `intelligence:snapshot:v1:${r}:latest`,
-  index: (r: string) => `intelligence:snapshot-index:v1:${r}`,
-  live: (r: string) => `intelligence:snapshot:v1:${r}:live`,
-  dedup: (r: string, trigger: string, t: number) => `dedup:snapshot:v1:${r}:${trigger}:${Math.floor(t / 900_000)}`,
-};
 
 /** A snapshot with trigger 'scheduled_6h' unless `extra.trigger` says otherwise (undefined: none). */
 function snap(id: string, timestamp: number, region = 'mena', extra: { trigger?: string | undefined } = {}): SnapshotInput {

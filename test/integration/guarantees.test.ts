@@ -7,7 +7,7 @@ import * as assert from 'uvu/assert';
 import { Redis } from 'ioredis';
 import { createSnapshotStore, ScriptRefusedError, ValidationError, type SnapshotInput, type SnapshotStoreOptions } from '../../src/index.js';
 import { dumpKeyspace, violations } from '../support/keyspace.js';
-import { legacyPipeline } from '../support/legacy.js';
+import { legacyKeys as k, legacyPipeline } from '../support/legacy.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
 
 const test = suite('guarantees', 16);
@@ -17,14 +17,6 @@ const RETENTION = 90 * DAY;
 const NOW = Date.now();
 const T = Math.floor((NOW - DAY) / 900_000) * 900_000;
 
-const k = {
-  ts: (r: string, t: number) => `intelligence:snapshot:v1:${r}:${t}`,
-  byId: (id: string) => `intelligence:snapshot-by-id:v1:${id}`,
-  latest: (r: string) => `intelligence:snapshot:v1:${r}:latest`,
-  index: (r: string) => `intelligence:snapshot-index:v1:${r}`,
-  live: (r: string) => `intelligence:snapshot:v1:${r}:live`,
-  dedup: (r: string, trigger: string, t: number) => `dedup:snapshot:v1:${r}:${trigger}:${Math.floor(t / 900_000)}`,
-};
 
 /** With trigger 'scheduled_6h' unless told otherwise (null: no trigger, no dedup claim). */
 const snap = (id: string, timestamp: number, region = 'mena', trigger: string | null = 'scheduled_6h'): SnapshotInput => ({

@@ -9,7 +9,7 @@ import * as assert from 'uvu/assert';
 import type { Redis } from 'ioredis';
 import { UNREPAIRABLE, createSnapshotStore, type SnapshotStore } from '../../src/index.js';
 import { dumpKeyspace } from '../support/keyspace.js';
-import { legacyCut, legacyPersist } from '../support/legacy.js';
+import { legacyCut, legacyKeys as k, legacyPersist } from '../support/legacy.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
 
 const DAY = 86_400_000;
@@ -19,12 +19,6 @@ const NOW = Date.now();
 const T = Math.floor((NOW - 10 * DAY) / 900_000) * 900_000;
 const at = { now: NOW };
 
-const k = {
-  ts: (r: string, t: number) => `intelligence:snapshot:v1:${r}:${t}`,
-  byId: (id: string) => `intelligence:snapshot-by-id:v1:${id}`,
-  latest: (r: string) => `intelligence:snapshot:v1:${r}:latest`,
-  index: (r: string) => `intelligence:snapshot-index:v1:${r}`,
-};
 const payload = (region: string, id: string, timestamp: number, pad = 0) =>
   JSON.stringify({ region_id: region, meta: { snapshot_id: id }, generated_at: timestamp, pad: 'x'.repeat(pad) });
 const snap = (region: string, id: string, timestamp: number, pad = 0) => ({ region, id, timestamp, payload: payload(region, id, timestamp, pad), trigger: 'scheduled_6h' });

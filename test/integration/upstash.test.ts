@@ -13,6 +13,7 @@ import { persistKeyLockingLua, persistLua, readLua } from '../../src/lua.generat
 import { violations } from '../support/keyspace.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
 import { startUpstashServer, type UpstashServer } from '../support/upstash-server.js';
+import { legacyKeys as k } from '../support/legacy.js';
 
 const DAY = 86_400_000;
 const RETENTION = 90 * DAY;
@@ -24,12 +25,6 @@ const TOKEN = 'upstash-test-token-3f9a';
 const MARKER = 'payload-marker-7c1e';
 const fastRetry = { attempts: 5, baseDelayMs: 1, maxDelayMs: 20 };
 
-const k = {
-  ts: (r: string, t: number) => `intelligence:snapshot:v1:${r}:${t}`,
-  byId: (id: string) => `intelligence:snapshot-by-id:v1:${id}`,
-  latest: (r: string) => `intelligence:snapshot:v1:${r}:latest`,
-  index: (r: string) => `intelligence:snapshot-index:v1:${r}`,
-};
 
 function snap(id: string, region = 'mena', timestamp = T): SnapshotInput {
   return { region, id, timestamp, trigger: 'scheduled_6h', payload: { region_id: region, id, note: MARKER, filler: 'x'.repeat(4096) } };

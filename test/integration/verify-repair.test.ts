@@ -10,7 +10,7 @@ import { Redis } from 'ioredis';
 import { createSnapshotStore, type Finding, type SnapshotStore, type SnapshotStoreOptions } from '../../src/index.js';
 import { clientKinds, type ClientKind } from '../support/clients.js';
 import { dumpKeyspace, violations } from '../support/keyspace.js';
-import { legacyPersist, legacyPipeline } from '../support/legacy.js';
+import { legacyKeys as k, legacyPersist, legacyPipeline } from '../support/legacy.js';
 import { TcpProxy } from '../support/proxy.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
 
@@ -20,12 +20,6 @@ const NOW = Date.now();
 const T = Math.floor((NOW - 10 * DAY) / 900_000) * 900_000;
 const HOUR = 3_600_000;
 
-const k = {
-  ts: (r: string, t: number) => `intelligence:snapshot:v1:${r}:${t}`,
-  byId: (id: string) => `intelligence:snapshot-by-id:v1:${id}`,
-  latest: (r: string) => `intelligence:snapshot:v1:${r}:latest`,
-  index: (r: string) => `intelligence:snapshot-index:v1:${r}`,
-};
 
 const payload = (region: string, id: string, timestamp: number) => JSON.stringify({ region_id: region, meta: { snapshot_id: id }, generated_at: timestamp });
 const snap = (region: string, id: string, timestamp: number) => ({ region, id, timestamp, payload: payload(region, id, timestamp) });

@@ -5,6 +5,20 @@ const RETENTION_S = 7_776_000;
 type LegacySnapshot = { region: string; id: string; timestamp: number; payload: string };
 
 /**
+ * The legacy key layout, written out as the legacy writer and the application's readers use it
+ * (not taken from src/keys.ts, so that the tests check the product against it).
+ */
+export const legacyKeys = {
+  ts: (r: string, t: number) => `intelligence:snapshot:v1:${r}:${t}`,
+  byId: (id: string) => `intelligence:snapshot-by-id:v1:${id}`,
+  latest: (r: string) => `intelligence:snapshot:v1:${r}:latest`,
+  index: (r: string) => `intelligence:snapshot-index:v1:${r}`,
+  live: (r: string) => `intelligence:snapshot:v1:${r}:live`,
+  /** The claim of `trigger`'s 15-minute bucket holding timestamp `t`. */
+  dedup: (r: string, trigger: string, t: number) => `dedup:snapshot:v1:${r}:${trigger}:${Math.floor(t / 900_000)}`,
+};
+
+/**
  * The seeder's legacy path, as DESIGN.md describes it, for comparisons and for producing drift:
  * a separate dedup claim, then six commands as one (non-atomic) pipeline, payload twice.
  * Returns false when the dedup bucket was already claimed.
@@ -17,19 +31,19 @@ export async function legacyPersist(client: Redis, s: LegacySnapshot & { trigger
 
 /** The legacy dedup claim, a request of its own: `SET … <id> EX 900 NX`. */
 export async function legacyClaim(client: Redis, s: { region: string; id: string; timestamp: number; trigger: string }): Promise<boolean> {
-  return (await client.set(`dedup:snapshot:v1:${s.region}:${s.trigger}:${Math.floor(s.timestamp / 900_000)}`, s.id, 'EX', 900, 'NX')) === 'OK';
+  return (await client.set(legacyKeys.dedup(s.region, s.trigger, s.timestamp), s.id, 'EX', 900, 'NX')) === 'OK';
 }
 
 /** The six writes of a legacy persist, in pipeline order, as command arrays. */
 export function legacyCommands(s: LegacySnapshot, now = Date.now()): string[][] {
-  const index = `intelligence:snapshot-index:v1:${s.region}`;
+  const index = legacyKeys.index(s.region);
   return [
-    ['SET', `intelligence:snapshot:v1:${s.region}:${s.timestamp}`, s.payload, 'EX', String(RETENTION_S)],
-    ['SET', `intelligence:snapshot-by-id:v1:${s.id}`, s.payload, 'EX', String(RETENTION_S)],
-    ['SET', `intelligence:snapshot:v1:${s.region}:latest`, s.id, 'EX', String(RETENTION_S)],
+    ['SET', legacyKeys.ts(s.region, s.timestamp), s.payload, 'EX', String(RETENTION_S)],
+    ['SET', legacyKeys.byId(s.id), s.payload, 'EX', String(RETENTION_S)],
+    ['SET', legacyKeys.latest(s.region), s.id, 'EX', String(RETENTION_S)],
     ['ZADD', index, String(s.timestamp), s.id],
     ['ZREMRANGEBYSCORE', index, '-inf', `(${now - RETENTION_S * 1000}`],
-    ['DEL', `intelligence:snapshot:v1:${s.region}:live`],
+    ['DEL', legacyKeys.live(s.region)],
   ];
 }
 
