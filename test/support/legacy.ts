@@ -34,15 +34,18 @@ export async function legacyClaim(client: Redis, s: { region: string; id: string
   return (await client.set(legacyKeys.dedup(s.region, s.trigger, s.timestamp), s.id, 'EX', 900, 'NX')) === 'OK';
 }
 
-/** The six writes of a legacy persist, in pipeline order, as command arrays. */
-export function legacyCommands(s: LegacySnapshot, now = Date.now()): string[][] {
+/**
+ * The six writes of a legacy persist, in pipeline order, as command arrays; `now` is the legacy
+ * writer's clock, `retentionS` its retention (90 days in the field).
+ */
+export function legacyCommands(s: LegacySnapshot, now = Date.now(), retentionS = RETENTION_S): string[][] {
   const index = legacyKeys.index(s.region);
   return [
-    ['SET', legacyKeys.ts(s.region, s.timestamp), s.payload, 'EX', String(RETENTION_S)],
-    ['SET', legacyKeys.byId(s.id), s.payload, 'EX', String(RETENTION_S)],
-    ['SET', legacyKeys.latest(s.region), s.id, 'EX', String(RETENTION_S)],
+    ['SET', legacyKeys.ts(s.region, s.timestamp), s.payload, 'EX', String(retentionS)],
+    ['SET', legacyKeys.byId(s.id), s.payload, 'EX', String(retentionS)],
+    ['SET', legacyKeys.latest(s.region), s.id, 'EX', String(retentionS)],
     ['ZADD', index, String(s.timestamp), s.id],
-    ['ZREMRANGEBYSCORE', index, '-inf', `(${now - RETENTION_S * 1000}`],
+    ['ZREMRANGEBYSCORE', index, '-inf', `(${now - retentionS * 1000}`],
     ['DEL', legacyKeys.live(s.region)],
   ];
 }
