@@ -40,7 +40,7 @@ export async function bundle(contents, resolveDir, external = []) {
   return result.outputFiles[0].contents;
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1]).href) {
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const root = new URL('..', import.meta.url).pathname;
   const measure = async (ops, external) => {
     const bytes = await bundle(consumerSource('./dist/index.js', ops && './dist/ops.js'), root, external);
