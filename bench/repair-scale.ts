@@ -9,6 +9,7 @@
  */
 import type { Redis } from 'ioredis';
 import { createSnapshotStore } from '../src/index.js';
+import { repair, verify } from '../src/ops.js';
 import { startRedis } from '../test/support/redis.js';
 
 const DAY = 86_400_000;
@@ -64,20 +65,20 @@ try {
   for (const { members, bytes } of cases) {
     await raw.flushall();
     await fill(raw, members, bytes);
-    const verify = await measured(raw, async () => {
-      const { findings } = await store.verify('mena', at);
+    const verified = await measured(raw, async () => {
+      const { findings } = await verify(store, 'mena', at);
       if (findings.length > 0) throw new Error(`consistent region: ${findings.length} findings`);
     });
     await raw.del('intelligence:snapshot-index:v1:mena');
-    const repair = await measured(raw, () => store.repair('mena', at));
+    const repaired = await measured(raw, () => repair(store, 'mena', at));
     if ((await raw.zcard('intelligence:snapshot-index:v1:mena')) !== members) throw new Error('repair did not index every snapshot');
-    if ((await store.verify('mena', at)).findings.length > 0) throw new Error('findings left after repair');
+    if ((await verify(store, 'mena', at)).findings.length > 0) throw new Error('findings left after repair');
     const calls = (m: Awaited<ReturnType<typeof measured>>) => [
       `${(m.ms / 1000).toFixed(2)} s`,
       String(m.calls),
       [m.medianUs, m.p99Us, m.longestUs].map((us) => (us / 1000).toFixed(2)).join(' / '),
     ];
-    const row = [members.toLocaleString('en-US'), `${bytes / 1024} KB`, ...calls(verify), ...calls(repair)];
+    const row = [members.toLocaleString('en-US'), `${bytes / 1024} KB`, ...calls(verified), ...calls(repaired)];
     rows.push(`| ${row.join(' | ')} |`);
     console.error(rows.at(-1));
   }

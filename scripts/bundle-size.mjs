@@ -1,25 +1,33 @@
 // Bundles what an edge consumer of @upstash/redis ships (persist, persistMany, readLatest, list)
-// with esbuild, minified, and prints the minified and gzipped sizes: the whole bundle and the
-// library's part (@upstash/redis left out). Run after `npm run build`:
+// with esbuild, minified, and prints the minified and gzipped sizes: the whole bundle, the
+// library's part (@upstash/redis left out), and that part for a consumer that also imports
+// verify and repair (snapshot-persist/ops). Run after `npm run build`:
 //   node scripts/bundle-size.mjs
+// test/package/package.test.ts bundles the same consumer from the packed tarball.
 import { build } from 'esbuild';
+import { pathToFileURL } from 'node:url';
 import { gzipSync } from 'node:zlib';
 
-const root = new URL('..', import.meta.url).pathname;
-const entry = `
+/** The consumer's source; `from` is where the package resolves, `ops` where its ops entry does. */
+export function consumerSource(from, ops) {
+  return `
 import { Redis } from '@upstash/redis';
-import { createSnapshotStore } from './dist/index.js';
+import { createSnapshotStore } from '${from}';
+${ops ? `import { repair, verify } from '${ops}';` : ''}
 export default async function handler(url, token) {
   const store = createSnapshotStore({ client: new Redis({ url, token }) });
   const s = { region: 'mena', id: 'a1', timestamp: Date.now(), payload: {} };
   await store.persist(s);
   await store.persistMany([s]);
+  ${ops ? `await verify(store, 'all'); await repair(store, 'all');` : ''}
   return [await store.readLatest('mena'), await store.list('mena')];
 }`;
+}
 
-async function measure(external) {
+/** The consumer bundled for an edge runtime, minified; `resolveDir` is where imports resolve. */
+export async function bundle(contents, resolveDir, external = []) {
   const result = await build({
-    stdin: { contents: entry, resolveDir: root, sourcefile: 'consumer.js' },
+    stdin: { contents, resolveDir, sourcefile: 'consumer.js' },
     bundle: true,
     minify: true,
     format: 'esm',
@@ -29,9 +37,16 @@ async function measure(external) {
     write: false,
     logLevel: 'error',
   });
-  const bytes = result.outputFiles[0].contents;
-  return `${(bytes.length / 1024).toFixed(1)} kB min, ${(gzipSync(bytes).length / 1024).toFixed(1)} kB min+gzip`;
+  return result.outputFiles[0].contents;
 }
 
-console.log(`whole bundle:        ${await measure([])}`);
-console.log(`library's part only: ${await measure(['@upstash/redis'])}`);
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const root = new URL('..', import.meta.url).pathname;
+  const measure = async (ops, external) => {
+    const bytes = await bundle(consumerSource('./dist/index.js', ops && './dist/ops.js'), root, external);
+    return `${(bytes.length / 1024).toFixed(1)} kB min, ${(gzipSync(bytes).length / 1024).toFixed(1)} kB min+gzip`;
+  };
+  console.log(`whole bundle:        ${await measure(false, [])}`);
+  console.log(`library's part only: ${await measure(false, ['@upstash/redis'])}`);
+  console.log(`with verify, repair: ${await measure(true, ['@upstash/redis'])} (library's part)`);
+}

@@ -11,7 +11,7 @@ import { backfill, toSnapshotInput, type BackfillSummary } from './cli/backfill.
 import { connectFromEnv, UsageError, type Connected } from './cli/env.js';
 import { RedisError, SnapshotError, ValidationError } from './errors.js';
 import { createSnapshotStore, type SnapshotStore } from './store.js';
-import type { DriftReport, RepairReport } from './verify.js';
+import { repair, verify, type DriftReport, type RepairReport } from './ops.js';
 
 const EXIT_CODES = `Exit codes:
   0  done, nothing wrong
@@ -128,7 +128,7 @@ Exit 1 when anything is found.`,
     options: {},
     positionals: [0, 1],
     async run(store, [region = 'all'], values) {
-      const report = await store.verify(region);
+      const report = await verify(store, region);
       printDrift(values.json === true, report);
       return report.findings.length > 0 ? 1 : 0;
     },
@@ -142,9 +142,9 @@ the writes. With
     positionals: [0, 1],
     async run(store, [region = 'all'], values) {
       const dryRun = values['dry-run'] === true;
-      const report = await store.repair(region, { dryRun });
+      const report = await repair(store, region, { dryRun });
       printDrift(values.json === true, report, dryRun);
-      const remaining = dryRun ? report.findings : (await store.verify(region)).findings;
+      const remaining = dryRun ? report.findings : (await verify(store, region)).findings;
       if (!dryRun && remaining.length > 0) process.stderr.write(`${remaining.length} finding(s) remain after repair; run verify for details\n`);
       return remaining.length > 0 ? 1 : 0;
     },

@@ -1,3 +1,4 @@
+// The runtime: persist and read. verify and repair are in snapshot-persist/ops (src/ops.ts).
 export { createSnapshotStore } from './store.js';
 export type {
   At,
@@ -5,7 +6,6 @@ export type {
   ListOptions,
   PersistResult,
   PersistStatus,
-  RepairOptions,
   SnapshotStore,
   SnapshotStoreOptions,
   StoredSnapshot,
@@ -18,5 +18,3 @@ export type { RegionalSnapshot, SeederReason } from './seeder.js';
 export { RedisError, ScriptRefusedError, SnapshotError, ValidationError } from './errors.js';
 export type { RetryPolicy } from './retry.js';
 export type { IoredisClient, SupportedClient, UpstashClient } from './clients/index.js';
-export { UNREPAIRABLE } from './verify.js';
-export type { DriftClass, DriftReport, Finding, RepairReport } from './verify.js';

@@ -8,7 +8,7 @@ import { byIdTemplate, resolveKeySchema, type KeySchema, type KeySchemaName } fr
 import { persistKeyLockingLua, persistLua, readLua } from './lua.generated.js';
 import { resolveRetry, retrying, type RetryPolicy } from './retry.js';
 import { Script, type ScriptCall } from './script.js';
-import { inspect, type DriftContext, type DriftReport, type RepairReport } from './verify.js';
+import type { DriftContext } from './verify.js';
 import { checkId, checkInteger, checkObject, checkRegion, validateSnapshot, type SnapshotInput, type ValidSnapshot } from './validate.js';
 
 export type LatestPolicy = 'monotonic' | 'always';
@@ -100,14 +100,6 @@ export interface SnapshotStore {
   readById(region: string, id: string, at?: At): Promise<StoredSnapshot | null>;
   /** Ids and timestamps inside the retention window, newest first. */
   list(region: string, options?: ListOptions): Promise<Array<{ id: string; timestamp: number }>>;
-  /** Every inconsistency of one region or of all (found by SCAN); read-only, in bounded script calls. */
-  verify(region: string | 'all', at?: At): Promise<DriftReport>;
-  /** Fixes what verify finds, in bounded script calls (lua/repair.lua); `dryRun` reports without writing. */
-  repair(region: string | 'all', options?: RepairOptions): Promise<RepairReport>;
-}
-
-export interface RepairOptions extends At {
-  dryRun?: boolean;
 }
 
 const DAY_MS = 86_400_000;
@@ -117,6 +109,19 @@ const STAGE_FROM = 4_096;
 const persistScript = new Script(persistLua.text, persistLua.sha);
 const keyLockingPersistScript = new Script(persistKeyLockingLua.text, persistKeyLockingLua.sha);
 const readScript = new Script(readLua.text, readLua.sha);
+
+/**
+ * What verify and repair (snapshot-persist/ops) need of each store. Kept here rather than on the
+ * store object, so that a bundle which only persists and reads carries neither them nor repair.lua.
+ */
+const driftContexts = new WeakMap<SnapshotStore, DriftContext>();
+
+/** The store's keys, retention, retry and policies, for verify and repair. */
+export function driftContextOf(store: SnapshotStore): DriftContext {
+  const ctx = typeof store === 'object' && store !== null ? driftContexts.get(store) : undefined;
+  if (!ctx) throw new ValidationError('store', 'expected a store made by createSnapshotStore');
+  return ctx;
+}
 
 /** Redis Cluster runs a script only if all its keys share a hash slot; a custom schema may not. */
 function checkOneSlot(keys: readonly string[]): void {
@@ -274,9 +279,7 @@ export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStor
     return outcomes.map((outcome) => decodeRead(unwrap(outcome)));
   }
 
-  const drift: DriftContext = { connection, schema, retentionMs, retry, timestampKey: tsHolds, latest };
-
-  return {
+  const store: SnapshotStore = {
     async persist(snapshot, at) {
       const now = clock(at);
       const call = persistCall(validateSnapshot(snapshot, { now, maxPayloadBytes }));
@@ -323,13 +326,7 @@ export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStor
       listed.sort((a, b) => b.timestamp - a.timestamp || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
       return limit > 0 ? listed.slice(0, limit) : listed;
     },
-    async verify(region, at) {
-      const { regions, findings } = await inspect(drift, region, 'verify', clock(at));
-      return { regions, findings };
-    },
-    async repair(region, repairOptions) {
-      const options = checkObject('options', repairOptions, '{ dryRun?, now? }');
-      return inspect(drift, region, options.dryRun ? 'verify' : 'repair', nowOf(options.now));
-    },
   };
+  driftContexts.set(store, { connection, schema, retentionMs, retry, timestampKey: tsHolds, latest });
+  return store;
 }

@@ -1,7 +1,7 @@
 import type { Connection } from './connection.js';
 import { RedisError, toSnapshotError } from './errors.js';
 import type { KeySchema } from './keys.js';
-import { repairLua } from './lua.generated.js';
+import { repairLua } from './lua-repair.generated.js';
 import type { RetryPolicy } from './retry.js';
 import { Script } from './script.js';
 import { checkName } from './validate.js';

@@ -8,6 +8,7 @@ import { suite } from '../support/suite.js';
 import * as assert from 'uvu/assert';
 import type { Redis } from 'ioredis';
 import { createSnapshotStore, type SnapshotInput } from '../../src/index.js';
+import { verify } from '../../src/ops.js';
 import { checkInvariants, layouts, type CheckOptions } from '../support/checker.js';
 import { restoreKeyspace, snapshotOf, type Keyspace } from '../support/faults.js';
 import { dumpKeyspace } from '../support/keyspace.js';
@@ -66,8 +67,8 @@ async function build(v: Variant): Promise<{ state: Keyspace; options: CheckOptio
 async function verdicts(v: Variant, options: CheckOptions) {
   const checker = await checkInvariants(admin, options);
   const store = createSnapshotStore({ client: admin, keys: { timestampKey: v.timestampKey }, latest: v.latest });
-  const verify = (await store.verify('all', { now: NOW })).findings.map((f) => `${f.region}: ${f.class} ${f.detail}`);
-  return { checker, verify };
+  const found = (await verify(store, 'all', { now: NOW })).findings.map((f) => `${f.region}: ${f.class} ${f.detail}`);
+  return { checker, verify: found };
 }
 
 test('clean keyspaces: the checker and verify both find nothing', async () => {
@@ -77,8 +78,8 @@ test('clean keyspaces: the checker and verify both find nothing', async () => {
     if (v.latest === 'always') {
       // Under 'always' latest may name an older snapshot; judged as monotonic, it is behind.
       const checker = await checkInvariants(admin, { ...options, latest: 'monotonic' });
-      const verify = (await createSnapshotStore({ client: admin, keys: { timestampKey: v.timestampKey } }).verify('all', { now: NOW })).findings;
-      assert.ok(checker.length > 0 && verify.length > 0, `${v.name}: judged as monotonic, both find latest behind`);
+      const found = (await verify(createSnapshotStore({ client: admin, keys: { timestampKey: v.timestampKey } }), 'all', { now: NOW })).findings;
+      assert.ok(checker.length > 0 && found.length > 0, `${v.name}: judged as monotonic, both find latest behind`);
     }
     // The server's clock by default, and a staging key within its 1 s bound when allowed.
     assert.equal(await checkInvariants(admin, { ...options, now: undefined as never }), [], `${v.name}: server clock`);
@@ -168,7 +169,7 @@ test("the cluster layout ({region} in every key): clean, damaged, and a layout t
   const state = await dumpKeyspace(admin);
   const options: CheckOptions = { retentionMs: RETENTION_MS, now: NOW, layout: layouts.cluster, sent, regions: ['mena'] };
   assert.equal(await checkInvariants(admin, options), []);
-  assert.equal((await store.verify('all', { now: NOW })).findings, []);
+  assert.equal((await verify(store, 'all', { now: NOW })).findings, []);
   // The legacy layout finds no region here: the regions option turns that into a finding.
   assert.ok((await checkInvariants(admin, { ...options, layout: layouts.legacy })).some((line) => line.startsWith('mena: no key')));
   const c = layouts.cluster;
@@ -183,7 +184,7 @@ test("the cluster layout ({region} in every key): clean, damaged, and a layout t
     await restoreKeyspace(admin, state);
     await damage();
     assert.ok((await checkInvariants(admin, { ...options, stagingAllowed: true })).length > 0, `checker: ${name}`);
-    if (verifySees) assert.ok((await store.verify('all', { now: NOW })).findings.length > 0, `verify: ${name}`);
+    if (verifySees) assert.ok((await verify(store, 'all', { now: NOW })).findings.length > 0, `verify: ${name}`);
   }
 });
 

@@ -22,6 +22,7 @@ import { suite } from '../support/suite.js';
 import * as assert from 'uvu/assert';
 import { Redis, type Cluster } from 'ioredis';
 import { createSnapshotStore, keySchemas, RedisError, type SnapshotInput, type SnapshotStore } from '../../src/index.js';
+import { verify } from '../../src/ops.js';
 import { persistLua } from '../../src/lua.generated.js';
 import { startCluster, type ClusterNode, type RedisCluster } from '../support/cluster.js';
 import { sleep, until } from '../support/faults.js';
@@ -251,7 +252,7 @@ async function underFailover(nodes: Nodes, store: SnapshotStore, tag: string, ki
         if (a.durable === true) tally.lostDurable += 1;
         if (a.durable === false) tally.lostUnconfirmed += 1;
       });
-      const { findings } = await store.verify(region, { now: NOW });
+      const { findings } = await verify(store, region, { now: NOW });
       const own = await violations(owner, { regions: [region], now: NOW, retentionMs: RETENTION, schema });
       tally.violations += findings.length + own.length;
       if (findings.length + own.length > 0) console.log(`violations in ${region}:`, findings, own);

@@ -14,6 +14,7 @@ import { suite } from '../support/suite.js';
 import * as assert from 'uvu/assert';
 import { Redis } from 'ioredis';
 import { createSnapshotStore, keySchemas, RedisError, type SnapshotInput, type SnapshotStoreOptions } from '../../src/index.js';
+import { verify } from '../../src/ops.js';
 import { sleep, until } from '../support/faults.js';
 import { violations } from '../support/keyspace.js';
 import { answersPing, freePort, redisImage, redisServerBin, startRedis, type RedisServer } from '../support/redis.js';
@@ -142,7 +143,7 @@ async function underSentinelFailover(s: Setup, durability: SnapshotStoreOptions[
       if (a.durable === true) tally.lostDurable += 1;
       if (a.durable === false) tally.lostUnconfirmed += 1;
     }
-    const { findings } = await store.verify(region, { now: NOW });
+    const { findings } = await verify(store, region, { now: NOW });
     const own = await violations(replicaAdmin, { regions: [region], now: NOW, retentionMs: RETENTION });
     tally.violations += findings.length + own.length;
   }

@@ -17,7 +17,8 @@ import { suite } from '../support/suite.js';
 import * as assert from 'uvu/assert';
 import fc from 'fast-check';
 import type { Redis } from 'ioredis';
-import { UNREPAIRABLE, createSnapshotStore, keySchemas, type KeySchema, type SnapshotStore } from '../../src/index.js';
+import { createSnapshotStore, keySchemas, type KeySchema, type SnapshotStore } from '../../src/index.js';
+import { UNREPAIRABLE, repair, verify } from '../../src/ops.js';
 import { dumpKeyspace } from '../support/keyspace.js';
 import { legacyCut } from '../support/legacy.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
@@ -141,16 +142,16 @@ for (const { name, schema, timestampKey, legacy } of layouts) test(`one repair c
       }
       const appBefore = new Map(await Promise.all(REGIONS.map(async (r) => [r, await appRead(raw, schema, r)] as const)));
 
-      const planned = await store.repair('all', { ...at, dryRun: true });
-      const repaired = await store.repair('all', at);
+      const planned = await repair(store, 'all', { ...at, dryRun: true });
+      const repaired = await repair(store, 'all', at);
       assert.equal(repaired.changes, planned.changes, `dryRun lists exactly the writes repair makes: ${JSON.stringify([planned.changes, repaired.changes])}`);
       assert.equal(repaired.findings, planned.findings, `dryRun finds what repair finds: ${JSON.stringify([planned.findings, repaired.findings])}`);
-      const left = (await store.verify('all', at)).findings;
+      const left = (await verify(store, 'all', at)).findings;
       findingsLeft += left.length;
       const repairable = left.filter((f) => !UNREPAIRABLE.includes(f.class));
       assert.equal(repairable, [], `verify after one repair: only unrepairable findings; left: ${JSON.stringify(repairable)}; repair: ${JSON.stringify(repaired)}`);
       const after = await dumpKeyspace(raw);
-      const second = await store.repair('all', at);
+      const second = await repair(store, 'all', at);
       assert.equal(second.changes, [], `a second repair changes nothing: ${JSON.stringify(second)}; first: ${JSON.stringify(repaired)}`);
       assert.equal(await dumpKeyspace(raw), after, 'a second repair writes nothing');
 

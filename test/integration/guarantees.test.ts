@@ -6,11 +6,12 @@ import { suite } from '../support/suite.js';
 import * as assert from 'uvu/assert';
 import { Redis } from 'ioredis';
 import { createSnapshotStore, ScriptRefusedError, ValidationError, type SnapshotInput, type SnapshotStoreOptions } from '../../src/index.js';
+import { repair, verify } from '../../src/ops.js';
 import { dumpKeyspace, violations } from '../support/keyspace.js';
 import { legacyKeys as k, legacyPipeline } from '../support/legacy.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
 
-const test = suite('guarantees', 16);
+const test = suite('guarantees', 17);
 
 const DAY = 86_400_000;
 const RETENTION = 90 * DAY;
@@ -209,11 +210,21 @@ test('dedup.ttlMs shorter than windowMs and unknown option names are refused', (
 
 test('unknown names in per-call options are refused', async () => {
   const s = store();
-  for (const call of [() => s.persist(snap('a', T), { nOw: 1 } as never), () => s.list('mena', { limt: 1 } as never), () => s.repair('mena', { dryrun: true } as never)]) {
+  for (const call of [() => s.persist(snap('a', T), { nOw: 1 } as never), () => s.list('mena', { limt: 1 } as never), () => repair(s, 'mena', { dryrun: true } as never)]) {
     const error = await call().then(() => undefined, (e: unknown) => e);
     assert.instance(error, ValidationError);
   }
   assert.equal(await raw.keys('*'), []);
+});
+
+// verify and repair (snapshot-persist/ops) find the store's options through the store itself.
+test('verify and repair take only a store made by createSnapshotStore', async () => {
+  for (const fake of [{ ...store() }, {}, null, 'store']) {
+    for (const call of [() => verify(fake as never, 'all'), () => repair(fake as never, 'all')]) {
+      const error = await call().then(() => undefined, (e: unknown) => e);
+      assert.ok(error instanceof ValidationError && error.field === 'store', String(error));
+    }
+  }
 });
 
 // Issue 11, item 1.

@@ -7,7 +7,8 @@
 import { suite } from '../support/suite.js';
 import * as assert from 'uvu/assert';
 import type { Redis } from 'ioredis';
-import { UNREPAIRABLE, createSnapshotStore, type SnapshotStore } from '../../src/index.js';
+import { createSnapshotStore, type SnapshotStore } from '../../src/index.js';
+import { UNREPAIRABLE, repair, verify } from '../../src/ops.js';
 import { dumpKeyspace } from '../support/keyspace.js';
 import { legacyCut, legacyKeys as k, legacyPersist } from '../support/legacy.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
@@ -25,11 +26,11 @@ const snap = (region: string, id: string, timestamp: number, pad = 0) => ({ regi
 
 /** Repair once; then verify finds only what repair cannot fix and a second repair changes nothing. */
 async function repairConverges(raw: Redis, store: SnapshotStore): Promise<void> {
-  await store.repair('all', at);
-  const left = (await store.verify('all', at)).findings.filter((f) => !UNREPAIRABLE.includes(f.class));
+  await repair(store, 'all', at);
+  const left = (await verify(store, 'all', at)).findings.filter((f) => !UNREPAIRABLE.includes(f.class));
   assert.equal(left, [], 'after one repair, verify reports nothing repair could fix');
   const before = await dumpKeyspace(raw);
-  assert.equal((await store.repair('all', at)).changes, [], 'a second repair changes nothing');
+  assert.equal((await repair(store, 'all', at)).changes, [], 'a second repair changes nothing');
   assert.equal(await dumpKeyspace(raw), before);
 }
 
@@ -110,15 +111,15 @@ test('item 7: a key of a foreign type is a finding of its own region; the others
   await raw.rpush(k.byId('latam-1'), 'x'); // a list under a by-id name
   await raw.set(k.byId('mena-1'), payload('mena', 'mena-1', T), 'KEEPTTL');
   await raw.pexpire(k.byId('mena-2'), 99 * DAY); // drift mena must still have repaired
-  const mena = await store.verify('mena', at);
+  const mena = await verify(store, 'mena', at);
   assert.equal(mena.findings.map((f) => f.class), ['ttl-misaligned']);
-  const all = await store.verify('all', at);
+  const all = await verify(store, 'all', at);
   assert.equal(all.findings.filter((f) => f.class === 'foreign-type').map((f) => [f.region, f.keys[0]]), [
     ['europe', k.latest('europe')],
     ['latam', k.byId('latam-1')],
   ]);
-  await store.repair('all', at);
-  assert.equal((await store.verify('all', at)).findings.map((f) => [f.region, f.class]), [
+  await repair(store, 'all', at);
+  assert.equal((await verify(store, 'all', at)).findings.map((f) => [f.region, f.class]), [
     ['europe', 'foreign-type'],
     ['latam', 'foreign-type'],
   ]);
@@ -126,7 +127,7 @@ test('item 7: a key of a foreign type is a finding of its own region; the others
   assert.is(await raw.type(k.byId('latam-1')), 'list');
   assert.is(await raw.pexpiretime(k.byId('mena-2')), T + HOUR + RETENTION);
   assert.is((await store.readLatest('latam', at))?.id, 'latam-2');
-  assert.equal((await store.repair('all', at)).changes, []);
+  assert.equal((await repair(store, 'all', at)).changes, []);
 });
 
 test("the 'cluster' key schema (by-id keys name their region): index lost, a foreign key, an unindexed by-id key", async ({ raw }) => {
@@ -137,8 +138,8 @@ test("the 'cluster' key schema (by-id keys name their region): index lost, a for
   await raw.del(c.byId('europe', 'europe-0'));
   await raw.sadd(c.byId('europe', 'europe-0'), 'x');
   await raw.set(c.byId('europe', 'stray'), payload('europe', 'stray', T), 'EX', 7_776_000);
-  await store.repair('all', at);
-  const left = (await store.verify('all', at)).findings.map((f) => [f.region, f.class, f.keys[0]]);
+  await repair(store, 'all', at);
+  const left = (await verify(store, 'all', at)).findings.map((f) => [f.region, f.class, f.keys[0]]);
   assert.equal(left, [
     ['europe', 'foreign-type', c.byId('europe', 'europe-0')],
     ['europe', 'unindexed-payload', c.byId('europe', 'stray')],
@@ -146,7 +147,7 @@ test("the 'cluster' key schema (by-id keys name their region): index lost, a for
   assert.equal(await raw.zrange(c.index('mena'), 0, -1), ['mena-0', 'mena-1', 'mena-2']);
   assert.is((await store.readLatest('mena', at))?.id, 'mena-2');
   assert.is(await raw.get(c.byId('europe', 'stray')), payload('europe', 'stray', T));
-  assert.equal((await store.repair('all', at)).changes, []);
+  assert.equal((await repair(store, 'all', at)).changes, []);
 });
 
 test('item 8: a region of 40,000 snapshots verifies and repairs', async ({ raw, store }) => {
@@ -160,7 +161,7 @@ test('item 8: a region of 40,000 snapshots verifies and repairs', async ({ raw, 
   const last = T - 40 * DAY + (N - 1) * 60_000;
   pipeline.set(k.latest('mena'), `m${N - 1}`, 'PXAT', last + RETENTION).pexpireat(k.index('mena'), last + RETENTION);
   await pipeline.exec();
-  assert.equal((await store.verify('mena', at)).findings, []);
+  assert.equal((await verify(store, 'mena', at)).findings, []);
   await raw.del(k.index('mena'));
   await repairConverges(raw, store);
   assert.is(await raw.zcard(k.index('mena')), N, 'every snapshot indexed again');
@@ -176,8 +177,8 @@ test('item 8: SCAN patterns are narrowed to the schema and the region, never *',
   monitor.on('monitor', (_time: string, args: string[]) => {
     if (String(args[0]).toLowerCase() === 'scan') scans.push(args[args.findIndex((a) => String(a).toLowerCase() === 'match') + 1]!);
   });
-  await store.verify('mena', at);
-  await store.verify('all', at);
+  await verify(store, 'mena', at);
+  await verify(store, 'all', at);
   monitor.disconnect();
   const patterns = [...new Set(scans)].sort();
   assert.ok(patterns.length > 0);
@@ -214,9 +215,9 @@ test('item 8: a chunked repair stays correct while library persists land between
       persisted.push(`c${i}`);
     }
   })();
-  await store.repair('mena', at);
+  await repair(store, 'mena', at);
   await persisting;
-  assert.equal((await store.verify('mena', at)).findings, [], 'consistent once both are done');
+  assert.equal((await verify(store, 'mena', at)).findings, [], 'consistent once both are done');
   for (const id of persisted) assert.ok(await raw.exists(k.byId(id)), `${id} persisted during the repair is readable`);
   assert.is(await raw.get(k.latest('mena')), 'c298', 'latest is the newest, whatever the interleaving');
   assert.is(await raw.zcard(k.index('mena')), 3_300);

@@ -7,7 +7,8 @@
 import { suite } from '../support/suite.js';
 import * as assert from 'uvu/assert';
 import { Redis } from 'ioredis';
-import { createSnapshotStore, type Finding, type SnapshotStore, type SnapshotStoreOptions } from '../../src/index.js';
+import { createSnapshotStore, type SnapshotStore, type SnapshotStoreOptions } from '../../src/index.js';
+import { repair, verify, type Finding } from '../../src/ops.js';
 import { clientKinds, type ClientKind } from '../support/clients.js';
 import { dumpKeyspace, violations } from '../support/keyspace.js';
 import { legacyKeys as k, legacyPersist, legacyPipeline } from '../support/legacy.js';
@@ -106,7 +107,7 @@ function defineSuite(kind: ClientKind): void {
     await store.persistMany([snap('antarctica', 'b1', T), snap('antarctica', 'b2', T + HOUR)], at);
     await raw.del(k.byId('b2'), k.ts('antarctica', T + HOUR));
 
-    const { findings, regions } = await store.verify('all', at);
+    const { findings, regions } = await verify(store, 'all', at);
     assert.equal(regions, ['antarctica', 'arctic', 'east-asia', 'europe', 'global', 'latam', 'mena', 'north-america', 'south-asia', 'sub-saharan-africa']);
     const expected: Record<string, string[]> = {
       global: [],
@@ -125,14 +126,14 @@ function defineSuite(kind: ClientKind): void {
     };
     for (const [region, want] of Object.entries(expected)) assert.equal(classes(findings, region), want, region);
     assert.ok(findings.every((f) => f.keys.length > 0 && f.region !== null));
-    assert.equal((await store.verify('latam', at)).findings.map((f) => f.class).sort(), expected.latam);
+    assert.equal((await verify(store, 'latam', at)).findings.map((f) => f.class).sort(), expected.latam);
 
     const before = await dumpKeyspace(raw);
-    const planned = await store.repair('all', { ...at, dryRun: true });
+    const planned = await repair(store, 'all', { ...at, dryRun: true });
     assert.equal(await dumpKeyspace(raw), before, 'dryRun writes nothing');
     assert.equal(planned.findings, findings);
 
-    const repaired = await store.repair('all', at);
+    const repaired = await repair(store, 'all', at);
     assert.equal(repaired.changes, planned.changes, 'dryRun reports exactly the writes repair makes');
     assert.not.ok(repaired.changes.some((c) => c.region === 'global'));
     const unrepairable = [`latam: by-id key of l9 has no index member and no timestamp key pairs with it: its timestamp is unknown`];
@@ -158,7 +159,7 @@ function defineSuite(kind: ClientKind): void {
     assert.is(await raw.zscore(k.index('antarctica'), 'b2'), null);
     assert.is((await store.readLatest('antarctica', at))?.id, 'b1');
 
-    const again = await store.repair('all', at);
+    const again = await repair(store, 'all', at);
     assert.equal(again.findings.map((f) => `${f.region}: ${f.detail}`), unrepairable);
     assert.equal(again.changes, []);
     assert.equal(await dumpKeyspace(raw), after, 'a second repair is a no-op');
@@ -175,7 +176,7 @@ function defineSuite(kind: ClientKind): void {
     await raw.set(k.ts('mena', T + 2 * HOUR), 'i3', 'EX', 7_776_000);
     await raw.set(k.byId('i3'), payload('mena', 'i3', T + 2 * HOUR), 'EX', 7_776_000);
     await raw.set(k.latest('mena'), 'i3', 'EX', 7_776_000);
-    const { findings } = await store.verify('mena', at);
+    const { findings } = await verify(store, 'mena', at);
     assert.equal(findings.map((f) => f.class).sort(), [
       'latest-not-indexed',
       'member-missing-payload',
@@ -184,15 +185,15 @@ function defineSuite(kind: ClientKind): void {
       'payload-mismatch',
       'ttl-misaligned',
     ]);
-    await store.repair('mena', at);
-    assert.equal((await store.verify('mena', at)).findings, []);
+    await repair(store, 'mena', at);
+    assert.equal((await verify(store, 'mena', at)).findings, []);
     assert.is(await raw.get(k.ts('mena', T)), 'i1');
     assert.is(await raw.get(k.ts('mena', T + HOUR)), 'i2');
     assert.is(await raw.pexpiretime(k.ts('mena', T + HOUR)), T + HOUR + RETENTION);
     assert.is(await raw.zscore(k.index('mena'), 'i3'), String(T + 2 * HOUR));
     assert.is((await store.readLatest('mena', at))?.id, 'i3');
     const after = await dumpKeyspace(raw);
-    assert.equal((await store.repair('mena', at)).changes, []);
+    assert.equal((await repair(store, 'mena', at)).changes, []);
     assert.equal(await dumpKeyspace(raw), after);
   });
 
@@ -201,7 +202,7 @@ function defineSuite(kind: ClientKind): void {
     // A legacy write cut after its by-id SET and latest SET: no index, no timestamp key.
     await raw.set(k.byId('x1'), payload('mena', 'x1', T), 'EX', 7_776_000);
     await raw.set(k.latest('mena'), 'x1', 'EX', 7_776_000);
-    const report = await store.repair('mena', { now: NOW });
+    const report = await repair(store, 'mena', { now: NOW });
     // Its timestamp is unknown (no timestamp key pairs with it): it can be neither indexed nor
     // known to be outside the window, so it stays, reported as unrepairable.
     assert.equal(report.findings.map((f) => f.class).sort(), ['unindexed-payload']);
@@ -217,19 +218,19 @@ function defineSuite(kind: ClientKind): void {
     await always.persist(mena('old1', T - 3_600_000), { now: NOW });
     assert.is(await raw.get(k.latest('mena')), 'old1');
     const before = await dumpKeyspace(raw);
-    assert.equal((await always.verify('mena', { now: NOW })).findings, []);
-    assert.equal((await always.repair('mena', { now: NOW })).changes, []);
+    assert.equal((await verify(always, 'mena', { now: NOW })).findings, []);
+    assert.equal((await repair(always, 'mena', { now: NOW })).changes, []);
     assert.equal(await dumpKeyspace(raw), before);
     // The same keyspace under the default policy: latest should be the newest.
-    assert.equal((await createSnapshotStore({ client, ...kind.storeOptions }).verify('mena', { now: NOW })).findings.map((f) => f.class), ['latest-not-newest']);
+    assert.equal((await verify(createSnapshotStore({ client, ...kind.storeOptions }), 'mena', { now: NOW })).findings.map((f) => f.class), ['latest-not-newest']);
   });
 
   test('a by-id key whose payload names no region is reported and left alone', async ({ raw, store }) => {
     await raw.flushall();
     await raw.set(k.byId('q1'), '{"x":1}');
-    const { findings } = await store.verify('all', { now: NOW });
+    const { findings } = await verify(store, 'all', { now: NOW });
     assert.equal(findings, [{ region: null, class: 'unindexed-payload', detail: 'by-id key has no index member and its payload names no region', keys: [k.byId('q1')] }]);
-    assert.equal((await store.repair('all', { now: NOW })).changes, []);
+    assert.equal((await repair(store, 'all', { now: NOW })).changes, []);
     assert.is(await raw.exists(k.byId('q1')), 1);
   });
 

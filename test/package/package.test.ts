@@ -1,7 +1,8 @@
 /**
  * The package as its users get it: `npm pack`, then installed into empty projects that each have
  * one client library, type-checked strictly (skipLibCheck false), loaded with import and
- * require(), and read for what it ships (licence, documents and their links, sourcemaps, types).
+ * require(), read for what it ships (licence, documents and their links, sourcemaps, types), and
+ * bundled for an edge runtime as a persist-and-read consumer would (without verify and repair).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -9,6 +10,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from '../support/suite.js';
 import * as assert from 'uvu/assert';
+// @ts-expect-error: a plain .mjs script, without type declarations.
+import { bundle as bundleUntyped, consumerSource as consumerSourceUntyped } from '../../scripts/bundle-size.mjs';
+
+const bundle = bundleUntyped as (contents: string, resolveDir: string, external?: string[]) => Promise<Uint8Array>;
+const consumerSource = consumerSourceUntyped as (from: string, ops?: string) => string;
 
 const root = new URL('../../', import.meta.url).pathname;
 const own = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { devDependencies: Record<string, string> };
@@ -45,7 +51,7 @@ function typecheck(path: string, source: string): void {
   run(process.execPath, [tsc, '-p', '.'], path);
 }
 
-const test = suite<{ dir: string; packed: Packed; tarball: string }>('the package as installed', 4);
+const test = suite<{ dir: string; packed: Packed; tarball: string }>('the package as installed', 5);
 
 test.before((ctx) => {
   ctx.dir = mkdtempSync(join(tmpdir(), 'snapshot-persist-package-'));
@@ -59,7 +65,7 @@ test.after(({ dir }) => {
 
 test('the tarball: a licence, the documents its documents link to, self-contained sourcemaps, small types', ({ packed }) => {
   const files = new Set(packed.files.map((f) => f.path));
-  for (const required of ['LICENSE', 'README.md', 'DESIGN.md', 'package.json', 'dist/index.js', 'dist/index.d.ts', 'dist/cli.js']) assert.ok(files.has(required), `ships ${required}`);
+  for (const required of ['LICENSE', 'README.md', 'DESIGN.md', 'package.json', 'dist/index.js', 'dist/index.d.ts', 'dist/ops.js', 'dist/ops.d.ts', 'dist/cli.js']) assert.ok(files.has(required), `ships ${required}`);
   assert.not.ok([...files].some((f) => /^(src|test|scripts)\//.test(f)), 'no sources or tests');
   for (const doc of [...files].filter((f) => f.endsWith('.md'))) {
     for (const [, target] of readFileSync(join(root, doc), 'utf8').matchAll(/\]\((?!https?:|#)([^)#\s]+)/g)) {
@@ -70,7 +76,7 @@ test('the tarball: a licence, the documents its documents link to, self-containe
     const { sources, sourcesContent } = JSON.parse(readFileSync(join(root, map), 'utf8')) as { sources: string[]; sourcesContent?: string[] };
     assert.is(sourcesContent?.length, sources.length, `${map} carries its sources`);
   }
-  assert.ok(readFileSync(join(root, 'dist/lua.generated.d.ts'), 'utf8').length < 1000, 'the Lua is not copied into the types');
+  for (const types of ['dist/lua.generated.d.ts', 'dist/lua-repair.generated.d.ts']) assert.ok(readFileSync(join(root, types), 'utf8').length < 1000, `the Lua is not copied into ${types}`);
 });
 
 test('a project with only ioredis type-checks strictly, and a wrong client is a type error', ({ dir, tarball }) => {
@@ -80,7 +86,10 @@ test('a project with only ioredis type-checks strictly, and a wrong client is a 
     path,
     `import { Cluster, Redis } from 'ioredis';
 import { createSnapshotStore, type SnapshotStore } from 'snapshot-persist';
+import { repair, type RepairReport } from 'snapshot-persist/ops';
 const store: SnapshotStore = createSnapshotStore({ client: new Redis({ lazyConnect: true }) });
+const repaired: Promise<RepairReport> = repair(store, 'all', { dryRun: true });
+void repaired;
 createSnapshotStore({ client: new Cluster([], { lazyConnect: true }), keys: { schema: 'cluster' } });
 void store.persist({ region: 'mena', id: 'a', timestamp: 1, payload: {} });
 // @ts-expect-error a number is not a client
@@ -98,9 +107,17 @@ test('a project with only @upstash/redis type-checks strictly, and a wrong clien
     path,
     `import { Redis } from '@upstash/redis';
 import { createSnapshotStore, type StoredSnapshot } from 'snapshot-persist';
-const store = createSnapshotStore({ client: new Redis({ url: 'https://example.invalid', token: 't' }) });
+import { UNREPAIRABLE, verify, type DriftClass, type DriftReport } from 'snapshot-persist/ops';
+const client = new Redis({ url: 'https://example.invalid', token: 't' });
+const store = createSnapshotStore({ client });
 const latest: Promise<StoredSnapshot | null> = store.readLatest('mena');
 void latest;
+const report: Promise<DriftReport> = verify(store, 'all');
+const unrepairable: readonly DriftClass[] = UNREPAIRABLE;
+void report;
+void unrepairable;
+// @ts-expect-error verify takes the store, not the client
+void verify(client, 'all');
 // @ts-expect-error a string is not a client
 createSnapshotStore({ client: 'redis://localhost' });
 // @ts-expect-error an ioredis-looking object without its members is not one either
@@ -120,12 +137,28 @@ test('import and require() both load it, ./package.json is exported, the CLI run
 const require = createRequire(import.meta.url);
 const esm = await import('snapshot-persist');
 const cjs = require('snapshot-persist');
-console.log(typeof esm.createSnapshotStore, cjs.createSnapshotStore === esm.createSnapshotStore, require('snapshot-persist/package.json').name);`,
+const ops = await import('snapshot-persist/ops');
+console.log(typeof esm.createSnapshotStore, cjs.createSnapshotStore === esm.createSnapshotStore, require('snapshot-persist/package.json').name);
+console.log(typeof ops.verify, require('snapshot-persist/ops').repair === ops.repair, ops.UNREPAIRABLE.join());`,
     ],
     path,
   );
-  assert.is(loaded.stdout.trim(), 'function true snapshot-persist');
+  assert.is(loaded.stdout.trim(), 'function true snapshot-persist\nfunction true unindexed-payload,foreign-type');
   assert.match(run('npx', ['--no-install', 'snapshot-persist', '--help'], path).stdout, /Exit codes/);
+});
+
+test('a persist-and-read edge bundle carries neither verify nor repair.lua; importing snapshot-persist/ops adds both', async ({ dir }) => {
+  const path = join(dir, 'only-upstash');
+  // Strings only repair.lua and verify have: the script's SHA1 (shipped next to its text) and a
+  // finding's wording.
+  const repairSha = /sha: '([0-9a-f]{40})'/.exec(readFileSync(join(path, 'node_modules/snapshot-persist/dist/lua-repair.generated.js'), 'utf8'))![1]!;
+  const onlyOps = [repairSha, 'has no index member'];
+  const text = async (ops?: string) => new TextDecoder().decode(await bundle(consumerSource('snapshot-persist', ops), path, ['@upstash/redis']));
+  const persistAndRead = await text();
+  assert.match(persistAndRead, /SNAPSHOT_/, 'the bundle holds the runtime scripts');
+  for (const marker of onlyOps) assert.not.ok(persistAndRead.includes(marker), `the persist-and-read bundle carries ${marker}`);
+  const withOps = await text('snapshot-persist/ops');
+  for (const marker of onlyOps) assert.ok(withOps.includes(marker), `the bundle with verify and repair carries ${marker}`);
 });
 
 test.run();

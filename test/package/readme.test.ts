@@ -35,7 +35,7 @@ function runExample(file: string, cwd: string, env: Record<string, string>): Pro
   });
 }
 
-const test = suite<{ redis: RedisServer; server: UpstashServer; dir: string }>("the README's examples", 4);
+const test = suite<{ redis: RedisServer; server: UpstashServer; dir: string }>("the README's examples", 5);
 
 test.before(async (ctx) => {
   execFileSync('npm', ['run', 'build'], { cwd: root, stdio: 'ignore' });
@@ -91,6 +91,17 @@ test('the backfill example indexes the history without moving latest, and exits'
   const raw = redis.client();
   assert.is(await raw.zcard('intelligence:snapshot-index:v1:mena'), 151);
   assert.is(await raw.get('intelligence:snapshot:v1:mena:latest'), 'now-mena');
+});
+
+test('the verify example finds a region whose latest is gone, lists the fix without making it, and exits', async ({ redis, dir }) => {
+  const index = blocks.findIndex((b) => b.includes("from 'snapshot-persist/ops'"));
+  const raw = redis.client();
+  await raw.del('intelligence:snapshot:v1:europe:latest');
+  const { code, out } = await runExample(files[index]!, dir, { REDIS_URL: `redis://127.0.0.1:${redis.port}` });
+  assert.is(code, 0, out);
+  assert.match(out, /^europe latest-not-newest /m);
+  assert.match(out, /region: 'europe',\s+command: 'SET intelligence:snapshot:v1:europe:latest now-europe /, `the dry run lists its writes:\n${out}`);
+  assert.is(await raw.get('intelligence:snapshot:v1:europe:latest'), null, 'dryRun writes nothing');
 });
 
 test.run();

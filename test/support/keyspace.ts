@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import { createSnapshotStore } from '../../src/index.js';
+import { verify } from '../../src/ops.js';
 import { keySchemas, type KeySchema } from '../../src/keys.js';
 
 /** Every key with its type, DUMP bytes and absolute expiry: equal dumps mean an identical keyspace. */
@@ -28,6 +29,6 @@ export interface Checked {
  */
 export async function violations(client: Redis, { regions, now, retentionMs, schema = keySchemas['worldmonitor-v1'], timestampKey = 'payload' }: Checked): Promise<string[]> {
   const store = createSnapshotStore({ client, keys: { schema, timestampKey }, retentionMs });
-  const { findings } = await store.verify('all', { now });
+  const { findings } = await verify(store, 'all', { now });
   return findings.filter((f) => f.region === null || regions.includes(f.region)).map((f) => `${f.region}: ${f.detail}`);
 }
