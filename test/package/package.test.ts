@@ -51,7 +51,7 @@ function typecheck(path: string, source: string): void {
   run(process.execPath, [tsc, '-p', '.'], path);
 }
 
-const test = suite<{ dir: string; packed: Packed; tarball: string }>('the package as installed', 5);
+const test = suite<{ dir: string; packed: Packed; tarball: string }>('the package as installed', 6);
 
 test.before((ctx) => {
   ctx.dir = mkdtempSync(join(tmpdir(), 'snapshot-persist-package-'));
@@ -147,18 +147,37 @@ console.log(typeof ops.verify, require('snapshot-persist/ops').repair === ops.re
   assert.match(run('npx', ['--no-install', 'snapshot-persist', '--help'], path).stdout, /Exit codes/);
 });
 
-test('a persist-and-read edge bundle carries neither verify nor repair.lua; importing snapshot-persist/ops adds both', async ({ dir }) => {
+test("edge runtimes' export conditions load the @upstash/redis-only entry, which refuses ioredis by name; Node's takes it", ({ dir }) => {
+  const path = join(dir, 'only-ioredis');
+  const source = `import { Redis } from 'ioredis';
+import { createSnapshotStore } from 'snapshot-persist';
+try {
+  createSnapshotStore({ client: new Redis({ lazyConnect: true }) });
+  console.log('accepted');
+} catch (error) {
+  console.log(error.name + ': ' + error.message);
+}`;
+  const load = (conditions: string[]) => run(process.execPath, [...conditions.map((c) => `--conditions=${c}`), '--input-type=module', '-e', source], path).stdout.trim();
+  assert.is(load([]), 'accepted');
+  for (const condition of ['workerd', 'edge-light', 'worker', 'browser']) assert.match(load([condition]), /^ValidationError: options\.client: .*cannot run ioredis/, condition);
+});
+
+test('a persist-and-read edge bundle carries neither verify nor repair.lua, nor the ioredis adapter nor cluster-key-slot; importing snapshot-persist/ops adds verify and repair.lua', async ({ dir }) => {
   const path = join(dir, 'only-upstash');
   // Strings only repair.lua and verify have: the script's SHA1 (shipped next to its text) and a
   // finding's wording.
   const repairSha = /sha: '([0-9a-f]{40})'/.exec(readFileSync(join(path, 'node_modules/snapshot-persist/dist/lua-repair.generated.js'), 'utf8'))![1]!;
   const onlyOps = [repairSha, 'has no index member'];
+  // Strings only the ioredis adapter (its keyPrefix refusal) and cluster-key-slot (an export name
+  // minifying keeps) have.
+  const onlyNode = ['keyPrefix is not supported', 'generateMulti'];
   const text = async (ops?: string) => new TextDecoder().decode(await bundle(consumerSource('snapshot-persist', ops), path, ['@upstash/redis']));
   const persistAndRead = await text();
   assert.match(persistAndRead, /SNAPSHOT_/, 'the bundle holds the runtime scripts');
-  for (const marker of onlyOps) assert.not.ok(persistAndRead.includes(marker), `the persist-and-read bundle carries ${marker}`);
+  for (const marker of [...onlyOps, ...onlyNode]) assert.not.ok(persistAndRead.includes(marker), `the persist-and-read bundle carries ${marker}`);
   const withOps = await text('snapshot-persist/ops');
   for (const marker of onlyOps) assert.ok(withOps.includes(marker), `the bundle with verify and repair carries ${marker}`);
+  for (const marker of onlyNode) assert.not.ok(withOps.includes(marker), `the bundle with verify and repair carries ${marker}`);
 });
 
 test.run();
