@@ -43,7 +43,9 @@ export async function bundle(contents, resolveDir, external = []) {
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const root = new URL('..', import.meta.url).pathname;
   const measure = async (ops, external) => {
-    const bytes = await bundle(consumerSource('./dist/index.js', ops && './dist/ops.js'), root, external);
+    // The package by its own name, so esbuild resolves it through package.json's exports map
+    // with the edge conditions, as a consumer's bundler does.
+    const bytes = await bundle(consumerSource('snapshot-persist', ops && 'snapshot-persist/ops'), root, external);
     return `${(bytes.length / 1024).toFixed(1)} kB min, ${(gzipSync(bytes).length / 1024).toFixed(1)} kB min+gzip`;
   };
   console.log(`whole bundle:        ${await measure(false, [])}`);

@@ -10,7 +10,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { backfill, toSnapshotInput, type BackfillSummary } from './cli/backfill.js';
 import { connectFromEnv, UsageError, type Connected } from './cli/env.js';
 import { RedisError, SnapshotError, ValidationError } from './errors.js';
-import { createSnapshotStore, type SnapshotStore } from './store.js';
+import { createSnapshotStore, type SnapshotStore } from './index.js';
 import { repair, verify, type DriftReport, type RepairReport } from './ops.js';
 
 const EXIT_CODES = `Exit codes:

@@ -39,6 +39,11 @@ export interface Connection {
    * with a typed error when the server cannot run `WAITAOF 1 …` (before Redis 7.2, or AOF off).
    */
   readonly waits?: { checkAof(): Promise<void> };
+  /**
+   * Present on a Redis Cluster connection only: a key's hash slot. Redis Cluster runs a script
+   * only if all its keys share one, which the store checks before sending.
+   */
+  readonly slotOf?: (key: string) => number;
   /** Sorted-set members scored in [min, max], highest score first, at most `count` of them. */
   rangeByScoreDesc(key: string, min: number, max: number, count: number): Promise<Array<{ member: string; score: number }>>;
   /** Every key matching the glob, on every primary. For verify and repair, never on a hot path. */

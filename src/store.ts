@@ -1,7 +1,6 @@
-import calculateSlot from 'cluster-key-slot';
-import { connect, type SupportedClient } from './clients/index.js';
+import type { SupportedClient } from './clients/index.js';
 import { isUpstash } from './clients/upstash.js';
-import type { Outcome, Wait } from './connection.js';
+import type { Connection, Outcome, Wait } from './connection.js';
 import { ValidationError, toSnapshotError } from './errors.js';
 import { decodePersist, decodeRead } from './replies.js';
 import { byIdTemplate, resolveKeySchema, type KeySchema, type KeySchemaName } from './keys.js';
@@ -124,8 +123,9 @@ export function driftContextOf(store: SnapshotStore): DriftContext {
 }
 
 /** Redis Cluster runs a script only if all its keys share a hash slot; a custom schema may not. */
-function checkOneSlot(keys: readonly string[]): void {
-  if (calculateSlot.generateMulti([...keys]) < 0) {
+function checkOneSlot(slotOf: (key: string) => number, keys: readonly string[]): void {
+  const slot = slotOf(keys[0]!);
+  if (keys.some((key) => slotOf(key) !== slot)) {
     throw new ValidationError('options.keys.schema', `keys ${keys.join(', ')} hash to different slots (Redis Cluster would answer CROSSSLOT): put the region in a hash tag {region} in every key`);
   }
 }
@@ -160,12 +160,17 @@ function resolveDurability(option: SnapshotStoreOptions['durability'], canWait: 
   };
 }
 
-export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStore {
+/**
+ * createSnapshotStore, given its entry's `connect`: src/index.ts binds both clients' adapters,
+ * src/edge.ts only @upstash/redis's, so an edge bundle carries neither ioredis's nor its slot hash.
+ */
+export function createStore(options: SnapshotStoreOptions, connect: (client: unknown) => Connection): SnapshotStore {
   if (typeof options !== 'object' || options === null) throw new ValidationError('options', 'expected an object');
   checkObject('options', options, OPTIONS_SHAPE);
-  const { connection: bare, cluster } = connect(options.client);
+  const bare = connect(options.client);
+  const slotOf = bare.slotOf;
   const keyOptions = checkObject('options.keys', options.keys, '{ schema?, prefix?, timestampKey? }');
-  if (cluster && (keyOptions.schema ?? 'worldmonitor-v1') === 'worldmonitor-v1') {
+  if (slotOf && (keyOptions.schema ?? 'worldmonitor-v1') === 'worldmonitor-v1') {
     throw new ValidationError('options.keys.schema', "'worldmonitor-v1' keys span hash slots (the by-id key has no region): use 'cluster' with a Cluster client");
   }
   const schema = resolveKeySchema(keyOptions.schema, keyOptions.prefix);
@@ -237,7 +242,7 @@ export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStor
       tsHolds,
       ...byIdTemplate(schema, s.region),
     ];
-    if (cluster) checkOneSlot(keys);
+    if (slotOf) checkOneSlot(slotOf, keys);
     return staged ? { keys, args, stage: { key: keys.at(-1)!, value: s.payloadText } } : { keys, args };
   }
 
@@ -245,7 +250,7 @@ export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStor
     const [before, after] = byIdTemplate(schema, region);
     const keys = [schema.latest(region), schema.index(region)];
     // read.lua also reads the by-id key it derives: it must share the slot too.
-    if (cluster) checkOneSlot([...keys, before + id + after]);
+    if (slotOf) checkOneSlot(slotOf, [...keys, before + id + after]);
     return { keys, args: [before, after, String(now - retentionMs), id] };
   }
 

@@ -30,9 +30,9 @@ export interface UpstashClient {
  */
 export type SupportedClient = IoredisClient | UpstashClient;
 
-/** The Connection for a caller's client, or a ValidationError naming what is accepted. */
-export function connect(client: unknown): { connection: Connection; cluster: boolean } {
-  if (isIoredis(client)) return { connection: ioredisConnection(client), cluster: client.isCluster };
-  if (isUpstash(client)) return { connection: upstashConnection(client), cluster: false };
+/** The Node entry's Connection for a caller's client, or a ValidationError naming what is accepted. */
+export function connect(client: unknown): Connection {
+  if (isIoredis(client)) return ioredisConnection(client);
+  if (isUpstash(client)) return upstashConnection(client);
   throw new ValidationError('options.client', 'expected an ioredis Redis or Cluster, or an @upstash/redis Redis');
 }

@@ -116,6 +116,7 @@ export function ioredisConnection(client: Redis | Cluster): Connection {
   }
   return {
     staging: true,
+    ...(client.isCluster && { slotOf: (key: string) => calculateSlot(key) }),
     evalMany: (commands, wait) => (client.isCluster ? execPerNode(client as Cluster, commands, wait) : execPipeline(client, commands, wait)),
     waits: {
       async checkAof() {
