@@ -5,10 +5,23 @@
  */
 import * as assert from 'uvu/assert';
 import { build } from 'esbuild';
+import { readFileSync } from 'node:fs';
 import type { Redis as IoRedis } from 'ioredis';
 import type { UpstashServer } from './upstash-server.js';
 
 const root = new URL('../../', import.meta.url).pathname;
+const rootExports = (JSON.parse(readFileSync(`${root}package.json`, 'utf8')) as { exports: { '.': Record<string, string> } }).exports['.'];
+
+/**
+ * The source of the entry that package.json's exports map gives a bundler with these conditions
+ * (the first key that applies; esbuild's platform 'browser' adds browser, import and default):
+ * the suites bundle sources, through the same map that picks dist/ for users.
+ */
+export function entryFor(conditions: string[]): string {
+  const applies = new Set([...conditions, 'browser', 'import', 'default']);
+  const [, target] = Object.entries(rootExports).find(([condition]) => applies.has(condition))!;
+  return target.replace(/^\.\/dist\/(.+)\.js$/, './src/$1.ts');
+}
 
 /**
  * `async (url, token, now, flushed) => JSON text`: the consumer's calls and their results.
@@ -36,12 +49,12 @@ const consumer = `async (url, token, now, flushed) => {
 
 /**
  * The consumer bundled for an edge runtime: `redisModule` is where it imports `Redis` from (what
- * a user of that runtime writes), `conditions` the runtime's export conditions, `expose` the code
- * that hands the consumer (a `consumer` constant) to the runtime.
+ * a user of that runtime writes), `conditions` the runtime's export conditions (they also pick the
+ * library's entry), `expose` the code that hands the consumer (a `consumer` constant) to the runtime.
  */
 export async function bundleConsumer(options: { redisModule: string; conditions: string[]; format: 'iife' | 'esm'; expose: string }): Promise<string> {
   const contents = `import { Redis } from '${options.redisModule}';
-import { createSnapshotStore } from './src/index.ts';
+import { createSnapshotStore } from '${entryFor(options.conditions)}';
 const consumer = ${consumer};
 ${options.expose}`;
   const result = await build({

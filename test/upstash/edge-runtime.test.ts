@@ -8,7 +8,7 @@ import { suite } from '../support/suite.js';
 import * as assert from 'uvu/assert';
 import { EdgeRuntime } from 'edge-runtime';
 import type { Redis as IoRedis } from 'ioredis';
-import { assertConsumerRun, bundleConsumer } from '../support/edge-consumer.js';
+import { assertConsumerRun, bundleConsumer, entryFor } from '../support/edge-consumer.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
 import { startUpstashServer, type UpstashServer } from '../support/upstash-server.js';
 
@@ -28,9 +28,11 @@ test.after(async ({ server, redis }) => {
   await redis?.stop();
 });
 
-test('the consumer bundles for the edge without Node built-ins', ({ bundle }) => {
+test('the consumer bundles for the edge from the edge entry, without Node built-ins or the ioredis adapter', ({ bundle }) => {
   // platform 'browser' fails the build on any node: import; this also guards bare ones.
   assert.not.match(bundle, /require\(["'](?:node:)?(?:fs|crypto|net|tls|buffer|stream)["']\)/);
+  assert.is(entryFor(['edge-light', 'worker']), './src/edge.ts');
+  assert.not.ok(bundle.includes('keyPrefix is not supported'), 'the ioredis adapter is not bundled');
 });
 
 test('persist, persistMany, readLatest and list run inside the edge runtime and store what they report', async ({ raw, server, bundle }) => {

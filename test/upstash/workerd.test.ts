@@ -6,16 +6,17 @@
  * keyspace is read back from outside workerd. No nodejs_compat flag: no Node built-ins, no process.
  */
 import { suite } from '../support/suite.js';
+import * as assert from 'uvu/assert';
 import { Miniflare, Response } from 'miniflare';
 import type { Redis as IoRedis } from 'ioredis';
-import { assertConsumerRun, bundleConsumer } from '../support/edge-consumer.js';
+import { assertConsumerRun, bundleConsumer, entryFor } from '../support/edge-consumer.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
 import { startUpstashServer, type UpstashServer } from '../support/upstash-server.js';
 
 const TOKEN = 'workerd-token';
 const NOW = Date.now();
 
-const test = suite<{ redis: RedisServer; server: UpstashServer; raw: IoRedis; mf: Miniflare }>('workerd (Miniflare, @upstash/redis/cloudflare)', 1);
+const test = suite<{ redis: RedisServer; server: UpstashServer; raw: IoRedis; mf: Miniflare; script: string }>('workerd (Miniflare, @upstash/redis/cloudflare)', 1);
 
 test.before(async (ctx) => {
   ctx.redis = await startRedis();
@@ -28,10 +29,10 @@ test.before(async (ctx) => {
     return new Response(await consumer(url, token, now, () => env.FLUSH.fetch('http://flush/')));
   },
 };`;
-  const script = await bundleConsumer({ redisModule: '@upstash/redis/cloudflare', conditions: ['workerd', 'worker', 'browser'], format: 'esm', expose: worker });
+  ctx.script = await bundleConsumer({ redisModule: '@upstash/redis/cloudflare', conditions: ['workerd', 'worker', 'browser'], format: 'esm', expose: worker });
   ctx.mf = new Miniflare({
     modules: true,
-    script,
+    script: ctx.script,
     compatibilityDate: '2026-04-01',
     serviceBindings: {
       FLUSH: async () => {
@@ -47,7 +48,9 @@ test.after(async ({ mf, server, redis }) => {
   await redis?.stop();
 });
 
-test('persist, persistMany, readLatest and list run inside workerd and store what they report', async ({ mf, raw, server }) => {
+test('persist, persistMany, readLatest and list run inside workerd, from the edge entry, and store what they report', async ({ mf, raw, server, script }) => {
+  assert.is(entryFor(['workerd', 'worker', 'browser']), './src/edge.ts');
+  assert.not.ok(script.includes('keyPrefix is not supported'), 'the ioredis adapter is not bundled');
   const response = await mf.dispatchFetch('http://worker/', { method: 'POST', body: JSON.stringify({ url: server.url, token: TOKEN, now: NOW }) });
   const text = await response.text();
   if (response.status !== 200) throw new Error(`the Worker answered ${response.status}: ${text.slice(0, 2000)}`);
