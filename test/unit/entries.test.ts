@@ -9,6 +9,7 @@ import { Redis as UpstashRedis } from '@upstash/redis';
 import { Cluster, Redis } from 'ioredis';
 import * as edge from '../../src/edge.js';
 import * as node from '../../src/index.js';
+import { driftContextOf } from '../../src/store.js';
 
 const test = suite('entries (Node and edge)', 2);
 
@@ -18,13 +19,14 @@ test('the edge entry exports what the Node entry exports', () => {
   for (const shared of ['keySchemas', 'ValidationError', 'SnapshotError', 'persistSnapshot'] as const) assert.is(edge[shared], node[shared], shared);
 });
 
-test('the edge entry takes @upstash/redis and refuses ioredis (Redis and Cluster) with a ValidationError saying why', () => {
-  edge.createSnapshotStore({ client: new UpstashRedis({ url: 'http://127.0.0.1:1', token: 't' }) });
+test('the edge entry takes @upstash/redis, for snapshot-persist/ops too, and refuses ioredis (Redis and Cluster) with a ValidationError saying why', () => {
+  // verify and repair find a store's context by the store object, whichever entry made it.
+  assert.ok(driftContextOf(edge.createSnapshotStore({ client: new UpstashRedis({ url: 'http://127.0.0.1:1', token: 't' }) })));
   const redis = new Redis({ lazyConnect: true });
   const cluster = new Cluster([{ host: '127.0.0.1', port: 1 }], { lazyConnect: true });
   for (const client of [redis, cluster]) {
     assert.throws(() => edge.createSnapshotStore({ client }), (e: unknown) => e instanceof node.ValidationError && /^options\.client: .*cannot run ioredis.*use @upstash\/redis/.test(e.message));
-    node.createSnapshotStore({ client, keys: { schema: 'cluster' } });
+    assert.ok(driftContextOf(node.createSnapshotStore({ client, keys: { schema: 'cluster' } })));
   }
   assert.throws(() => edge.createSnapshotStore({ client: {} as never }), (e: unknown) => e instanceof node.ValidationError && e.field === 'options.client');
   redis.disconnect();
