@@ -24,14 +24,17 @@ export default async function handler(url, token) {
 }`;
 }
 
-/** The consumer bundled for an edge runtime, minified; `resolveDir` is where imports resolve. */
-export async function bundle(contents, resolveDir, external = []) {
+/**
+ * The consumer bundled for an edge runtime, minified; `resolveDir` is where imports resolve.
+ * `platform` 'neutral': no browser condition, no main fields, only the package's exports.
+ */
+export async function bundle(contents, resolveDir, external = [], platform = 'browser') {
   const result = await build({
     stdin: { contents, resolveDir, sourcefile: 'consumer.js' },
     bundle: true,
     minify: true,
     format: 'esm',
-    platform: 'browser',
+    platform,
     conditions: ['edge-light', 'worker'],
     external,
     write: false,

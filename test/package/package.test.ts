@@ -13,7 +13,7 @@ import * as assert from 'uvu/assert';
 // @ts-expect-error: a plain .mjs script, without type declarations.
 import { bundle as bundleUntyped, consumerSource as consumerSourceUntyped } from '../../scripts/bundle-size.mjs';
 
-const bundle = bundleUntyped as (contents: string, resolveDir: string, external?: string[]) => Promise<Uint8Array>;
+const bundle = bundleUntyped as (contents: string, resolveDir: string, external?: string[], platform?: 'browser' | 'neutral') => Promise<Uint8Array>;
 const consumerSource = consumerSourceUntyped as (from: string, ops?: string) => string;
 
 const root = new URL('../../', import.meta.url).pathname;
@@ -163,7 +163,7 @@ try {
   for (const condition of ['edge-light', 'worker', 'browser']) assert.match(load([condition]), /^ValidationError: options\.client: .*cannot run ioredis/, condition);
 });
 
-test('a persist-and-read edge bundle carries neither verify nor repair.lua, nor the ioredis adapter nor cluster-key-slot; importing snapshot-persist/ops adds verify and repair.lua', async ({ dir }) => {
+test('a persist-and-read edge bundle carries neither verify nor repair.lua, nor the ioredis adapter nor cluster-key-slot, and builds with --platform=neutral; importing snapshot-persist/ops adds verify and repair.lua', async ({ dir }) => {
   const path = join(dir, 'only-upstash');
   // Strings only repair.lua and verify have: the script's SHA1 (shipped next to its text) and a
   // finding's wording.
@@ -179,6 +179,8 @@ test('a persist-and-read edge bundle carries neither verify nor repair.lua, nor 
   const withOps = await text('snapshot-persist/ops');
   for (const marker of onlyOps) assert.ok(withOps.includes(marker), `the bundle with verify and repair carries ${marker}`);
   for (const marker of onlyNode) assert.not.ok(withOps.includes(marker), `the bundle with verify and repair carries ${marker}`);
+  // cluster-key-slot has only a `main` field, which a plain --platform=neutral build cannot resolve.
+  assert.ok((await bundle(consumerSource('snapshot-persist'), path, ['@upstash/redis'], 'neutral')).length > 0);
 });
 
 test.run();
