@@ -103,34 +103,42 @@ local function refuse(code, detail)
   if stagingKey then redis.pcall('DEL', stagingKey) end
   return fail(code, detail)
 end
--- A read through redis.pcall answers an error as a table: WRONGTYPE is refused as the key's
--- role; any other error (NOPERM: a key the user may not read) is passed on as it is.
-local function refused(reply, role)
-  if string.sub(reply.err, 1, 10) == 'WRONGTYPE ' then return refuse('WRONGTYPE', role) end
+-- Any other error of a read through redis.pcall (NOPERM: a key the user may not read) is passed on.
+local function passOn(reply)
   if stagingKey then redis.pcall('DEL', stagingKey) end
   return reply
 end
 
--- Every key is type-checked before anything else: by TYPE where the key is only written or its
--- existence alone matters, else by the read itself.
-local tsType = redis.call('TYPE', tsKey).ok
-if tsType ~= 'none' and tsType ~= 'string' then return refuse('WRONGTYPE', 'timestamp') end
-local byIdType = redis.call('TYPE', byIdKey).ok
-if byIdType ~= 'none' and byIdType ~= 'string' then return refuse('WRONGTYPE', 'by-id') end
-local liveType = redis.call('TYPE', liveKey).ok
-if liveType ~= 'none' and liveType ~= 'string' then return refuse('WRONGTYPE', 'live') end
-local indexed = redis.pcall('ZSCORE', indexKey, id)
-if type(indexed) == 'table' then return refused(indexed, 'index') end
-local holder = dedupKey and redis.pcall('GET', dedupKey)
-if type(holder) == 'table' then return refused(holder, 'dedup') end
-local current
-if policy == 'monotonic' then
-  current = redis.pcall('GET', latestKey)
-  if type(current) == 'table' then return refused(current, 'latest') end
-else
-  local latestType = redis.call('TYPE', latestKey).ok
-  if latestType ~= 'none' and latestType ~= 'string' then return refuse('WRONGTYPE', 'latest') end
+-- Every string key in one MGET: a value is a string key, false is a missing key or one of
+-- another type. EXISTS counts both kinds, so a count above the values found means a key of
+-- another type, named by TYPE (the error path only). Expiry does not change keys within a call.
+local values = dedupKey and redis.pcall('MGET', tsKey, byIdKey, latestKey, liveKey, dedupKey) or redis.pcall('MGET', tsKey, byIdKey, latestKey, liveKey)
+if values.err then return passOn(values) end
+local existing = dedupKey and redis.call('EXISTS', tsKey, byIdKey, latestKey, liveKey, dedupKey) or redis.call('EXISTS', tsKey, byIdKey, latestKey, liveKey)
+local found = 0
+for i = 1, #values do if values[i] then found = found + 1 end end
+if existing ~= found then
+  local roles = { { tsKey, 'timestamp' }, { byIdKey, 'by-id' }, { latestKey, 'latest' }, { liveKey, 'live' }, { dedupKey, 'dedup' } }
+  for i = 1, #values do
+    if not values[i] and redis.call('TYPE', roles[i][1]).ok ~= 'none' then return refuse('WRONGTYPE', roles[i][2]) end
+  end
 end
+local tsExists, byIdValue, liveExists = values[1], values[2], values[4]
+local current = policy == 'monotonic' and values[3] or nil
+local holder = dedupKey and values[5] or nil
+if holder == id then holder = nil end
+
+-- The index scores of this id, of the snapshot latest names and of the dedup claim's holder, in
+-- one ZMSCORE, which also refuses an index of another type.
+local members = { id }
+if current then members[#members + 1] = current end
+if holder then members[#members + 1] = holder end
+local scores = redis.pcall('ZMSCORE', indexKey, unpack(members))
+if scores.err then
+  if string.sub(scores.err, 1, 10) == 'WRONGTYPE ' then return refuse('WRONGTYPE', 'index') end
+  return passOn(scores)
+end
+local indexed, currentScore, holderScore = scores[1], current and scores[2], holder and scores[#members]
 
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
@@ -141,20 +149,19 @@ local byIdOf = function(other) return byIdPrefix .. other .. byIdSuffix end
 
 if indexed then
   if tonumber(indexed) ~= t then return refuse('CONFLICT', 'index') end
-  if byIdType ~= 'none' then return unchanged(2) end
+  if byIdValue then return unchanged(2) end
   -- Indexed but its payload is gone (legacy drift): write it again below.
-elseif byIdType ~= 'none' then
+elseif byIdValue then
   -- A payload under this id that this region does not index: this very snapshot left by a legacy
   -- write cut part-way (same bytes), or another snapshot, which must not be overwritten.
   local mine = stagingKey and redis.call('GET', stagingKey) or payload
-  if redis.call('GET', byIdKey) ~= mine then return refuse('CONFLICT', 'by-id') end
+  if byIdValue ~= mine then return refuse('CONFLICT', 'by-id') end
 end
 
-if holder and holder ~= id then
-  local score = redis.call('ZSCORE', indexKey, holder)
-  if score then
+if holder then
+  if holderScore then
     -- An indexed holder blocks the bucket while it is a readable snapshot inside the window.
-    if tonumber(score) > cutoff and redis.call('EXISTS', byIdOf(holder)) == 1 then return unchanged(3) end
+    if tonumber(holderScore) > cutoff and redis.call('EXISTS', byIdOf(holder)) == 1 then return unchanged(3) end
   else
     -- Never indexed: a legacy write that failed part-way, or one still in flight.
     local pttl = redis.call('PTTL', dedupKey)
@@ -164,19 +171,14 @@ end
 
 -- The age of the snapshot latest names: its index score, else (legacy drift: not indexed) its
 -- payload's generated_at. Unknown (no payload, or none there): latest is dangling, it moves.
-local function ageOf(latest)
-  local score = redis.call('ZSCORE', indexKey, latest)
-  if score then return tonumber(score) end
-  local text = redis.call('GET', byIdOf(latest))
-  if not text then return nil end
-  local ok, doc = pcall(cjson.decode, text)
-  if ok and type(doc) == 'table' and type(doc.generated_at) == 'number' then return doc.generated_at end
-  return nil
-end
-
 local advance = true
 if current then
-  local currentTs = ageOf(current)
+  local currentTs = currentScore and tonumber(currentScore)
+  if not currentScore then
+    local text = redis.call('GET', byIdOf(current))
+    local ok, doc = pcall(cjson.decode, text or '')
+    if ok and type(doc) == 'table' and type(doc.generated_at) == 'number' then currentTs = doc.generated_at end
+  end
   if currentTs then
     advance = t > currentTs or (t == currentTs and (current == id or id_after(id, current)))
   end
@@ -186,7 +188,7 @@ end
 -- Members of equal score are ordered by bytes, as id_after orders ids: one lookup, however
 -- many snapshots share the timestamp.
 local ownsTsKey = true
-if tsType ~= 'none' then
+if tsExists then
   local greatest = redis.call('ZREVRANGEBYSCORE', indexKey, ts, ts, 'LIMIT', '0', '1')[1]
   if greatest and id_after(greatest, id) then ownsTsKey = false end
 end
@@ -199,7 +201,7 @@ if redis.call('ZCOUNT', indexKey, '(' .. ts, '+inf') > 0 then
   indexExpireAt = string.format('%.0f', tonumber(redis.call('ZREVRANGE', indexKey, '0', '0', 'WITHSCORES')[2]) + tonumber(retention))
 end
 -- DEL of a missing key changes nothing: sent (and so checked) only when live exists.
-local dropLive = advance and liveType ~= 'none'
+local dropLive = advance and liveExists
 
 -- ACLs are checked per command as it runs, and a script's earlier writes are not undone: check
 -- every write below first, by command and keys, with placeholder values of the right arity
