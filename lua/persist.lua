@@ -174,9 +174,9 @@ end
 local advance = true
 if current then
   local currentTs = currentScore and tonumber(currentScore)
-  if not currentScore then
-    local text = redis.call('GET', byIdOf(current))
-    local ok, doc = pcall(cjson.decode, text or '')
+  local text = not currentScore and redis.call('GET', byIdOf(current))
+  if text then
+    local ok, doc = pcall(cjson.decode, text)
     if ok and type(doc) == 'table' and type(doc.generated_at) == 'number' then currentTs = doc.generated_at end
   end
   if currentTs then
