@@ -27,6 +27,11 @@ export interface BatchResult {
   cpuUs: number;
   /** `INFO commandstats` usec per persist of the strategy's top-level commands: executing only. */
   serverUs: number;
+  /**
+   * CPU of this process (user + system, `process.cpuUsage`) per persist over the same span: the
+   * client's side, the strategy's JavaScript, ioredis and the socket calls. It shares the cores with Redis.
+   */
+  clientCpuUs: number;
   memoryBytes: number;
 }
 
@@ -119,10 +124,12 @@ export async function runBatch(batch: {
   await control.config('RESETSTAT');
   let last: BenchSnapshot | undefined;
   const cpu0 = await mainThreadCpuUs(control);
+  const client0 = process.cpuUsage();
   const { elapsedMs, latencies } = await concurrently(count, inflight, () => persist((last = source.next(payload))));
+  const client = process.cpuUsage(client0);
   const cpuUs = ((await mainThreadCpuUs(control)) - cpu0) / count;
   const serverUs = (await commandUsec(control, strategy.serverCommands)) / count;
   let memoryBytes = 0;
   for (const key of strategy.snapshotKeys(last!)) memoryBytes += Number(await control.call('MEMORY', 'USAGE', key, 'SAMPLES', '0'));
-  return { persistsPerSec: (count / elapsedMs) * 1000, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), cpuUs, serverUs, memoryBytes };
+  return { persistsPerSec: (count / elapsedMs) * 1000, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), cpuUs, serverUs, clientCpuUs: (client.user + client.system) / count, memoryBytes };
 }

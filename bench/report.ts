@@ -156,14 +156,20 @@ function targetTable(targets: Target[]): string[] {
 }
 
 /** Main-thread CPU per persist: payload sizes down, strategies across. */
-function cpuTable(r: Results): string[] {
+function cpuTable(r: Results, metric: 'cpuUs' | 'clientCpuUs' = 'cpuUs'): string[] {
   const { of } = figures(r);
   return [
     `| payload | ${r.strategies.map((s) => s.name).join(' | ')} |`,
     `|---|${r.strategies.map(() => '---|').join('')}`,
-    ...r.config.sizes.map(({ bytes }) => `| ${kb(bytes)} | ${r.strategies.map((s) => `${num(of(s.name, bytes, 'cpuUs'))}${r.defaults[bytes] === s.name ? ' (default)' : ''}`).join(' | ')} |`),
+    ...r.config.sizes.map(({ bytes }) => `| ${kb(bytes)} | ${r.strategies.map((s) => `${num(of(s.name, bytes, metric))}${r.defaults[bytes] === s.name ? ' (default)' : ''}`).join(' | ')} |`),
   ];
 }
+
+const CLIENT_CPU = [
+  'CPU µs per persist of the bench process itself (`process.cpuUsage`, user + system, over the same batches): the client side of',
+  'each strategy, its JavaScript, ioredis and the socket calls, on the same 2 cores as Redis. At 16 in flight a batch takes about',
+  'the larger of this and the main-thread CPU above per persist, so whichever is larger bounds persists/s.',
+];
 
 /** The range of legacy's per-round CPU and throughput at one size, 16 in flight. */
 function noise(r: Results, size: number): string {
@@ -179,6 +185,8 @@ export function printTargets(r: Results, targets: Target[]): void {
   console.log(`\n${r.command}: ${r.date}, Redis ${r.redisVersion}, ${r.machine.cpu} (${r.machine.cores} cores), ${r.durationS} s`);
   console.log('\nMain-thread CPU µs per persist, 16 in flight, medians over rounds:\n');
   console.log(cpuTable(r).join('\n'));
+  console.log(`\n${CLIENT_CPU.join('\n')}\n`);
+  console.log(cpuTable(r, 'clientCpuUs').join('\n'));
   console.log(`\nLegacy's own batches over the rounds (noise): ${figures(r).sizes.map((s) => noise(r, s)).join('; ')}`);
   console.log(`\nTargets: ${met} of ${targets.length} met\n`);
   console.log(targetTable(targets).join('\n'));
@@ -293,6 +301,10 @@ function markdown(r: Results, targets: Target[]): string {
     `batches ranged ${sizes.map((s) => noise(r, s)).join('; ')}.`,
     '',
     ...cpuTable(r),
+    '',
+    ...CLIENT_CPU,
+    '',
+    ...cpuTable(r, 'clientCpuUs'),
     '',
     '![Main-thread CPU per persist and throughput at 16 in flight, log scale](bench/chart.svg)',
     '',

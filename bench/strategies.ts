@@ -121,12 +121,13 @@ export const oneCopy = moduleStrategy('staged one-copy', { stagePayloadsFrom: 0,
 export const strategies: readonly Strategy[] = [legacy, multiExec, inline, staged, oneCopy, floor, twoSets];
 
 /**
- * The client with every pipeline's `call` passed through `rewrite` first: how the bench sees (and
- * the profile redirects) what the store sends, without touching the store.
+ * The client with every `call`, its own or a pipeline's, passed through `rewrite` first: how the
+ * bench sees (and the profile redirects) what the store sends, without touching the store.
  */
 export function spyClient(client: Redis, rewrite: (args: unknown[]) => unknown[]): Redis {
   return new Proxy(client, {
     get(target, prop) {
+      if (prop === 'call') return (...args: unknown[]) => (target.call as (...a: unknown[]) => unknown)(...rewrite(args));
       if (prop === 'pipeline') {
         return () => {
           const pipeline = target.pipeline();

@@ -47,6 +47,8 @@
                                region, or with another timestamp)
     SNAPSHOT_NOPERM <COMMAND>  the user may not run a write this call needs (ACLs are checked
                                per command: all of them are checked before the first write)
+    A read the user may not run (a key pattern) fails with the server's own NOPERM error, also
+    before the first write: every read comes before it.
   Whatever the outcome other than persisted, the staging key is deleted, so the MULTI as a
   whole leaves the keyspace as it found it.
 
@@ -75,11 +77,12 @@ local LEGACY_CLAIM_MS, IN_FLIGHT_MS = 900000, 30000
 if #ARGV ~= 11 then return fail('ARGS', 'argv') end
 local payload, id, ts, expireAt, retention, dedupTtl, policy, transfer, tsHolds, byIdPrefix, byIdSuffix = unpack(ARGV)
 if id == '' then return fail('ARGS', 'id') end
-local function integer(value) return string.match(value, '^%-?%d+$') end
-if not (integer(ts) and integer(expireAt) and integer(retention) and integer(dedupTtl)) then
+local INTEGER = '^%-?%d+$'
+if not (string.match(ts, INTEGER) and string.match(expireAt, INTEGER) and string.match(retention, INTEGER) and string.match(dedupTtl, INTEGER)) then
   return fail('ARGS', 'integers')
 end
-if tonumber(expireAt) ~= tonumber(ts) + tonumber(retention) then return fail('ARGS', 'expireAt') end
+local t = tonumber(ts)
+if tonumber(expireAt) ~= t + tonumber(retention) then return fail('ARGS', 'expireAt') end
 if policy ~= 'monotonic' and policy ~= 'always' then return fail('ARGS', 'policy') end
 if transfer ~= 'inline' and transfer ~= 'staged' then return fail('ARGS', 'transfer') end
 if tsHolds ~= 'payload' and tsHolds ~= 'id' then return fail('ARGS', 'tsHolds') end
@@ -100,68 +103,82 @@ local function refuse(code, detail)
   if stagingKey then redis.pcall('DEL', stagingKey) end
   return fail(code, detail)
 end
-
-local checks = { { tsKey, 'timestamp', 'string' }, { byIdKey, 'by-id', 'string' }, { latestKey, 'latest', 'string' },
-  { indexKey, 'index', 'zset' }, { liveKey, 'live', 'string' } }
-if dedupKey then checks[6] = { dedupKey, 'dedup', 'string' } end
-local exists = {}
-for i, check in ipairs(checks) do
-  local t = redis.call('TYPE', check[1]).ok
-  if t ~= 'none' and t ~= check[3] then return refuse('WRONGTYPE', check[2]) end
-  exists[i] = t ~= 'none'
+-- Any other error of a read through redis.pcall (NOPERM: a key the user may not read) is passed on.
+local function passOn(reply)
+  if stagingKey then redis.pcall('DEL', stagingKey) end
+  return reply
 end
+
+-- Every string key in one MGET: a value is a string key, false is a missing key or one of
+-- another type. EXISTS counts both kinds, so a count above the values found means a key of
+-- another type, named by TYPE (the error path only). Expiry does not change keys within a call.
+local values = dedupKey and redis.pcall('MGET', tsKey, byIdKey, latestKey, liveKey, dedupKey) or redis.pcall('MGET', tsKey, byIdKey, latestKey, liveKey)
+if values.err then return passOn(values) end
+local existing = dedupKey and redis.call('EXISTS', tsKey, byIdKey, latestKey, liveKey, dedupKey) or redis.call('EXISTS', tsKey, byIdKey, latestKey, liveKey)
+local found = 0
+for i = 1, #values do if values[i] then found = found + 1 end end
+if existing ~= found then
+  local roles = { { tsKey, 'timestamp' }, { byIdKey, 'by-id' }, { latestKey, 'latest' }, { liveKey, 'live' }, { dedupKey, 'dedup' } }
+  for i = 1, #values do
+    if not values[i] and redis.call('TYPE', roles[i][1]).ok ~= 'none' then return refuse('WRONGTYPE', roles[i][2]) end
+  end
+end
+local tsExists, byIdValue, liveExists = values[1], values[2], values[4]
+local current = policy == 'monotonic' and values[3] or nil
+local holder = dedupKey and values[5] or nil
+if holder == id then holder = nil end
+
+-- The index scores of this id, of the snapshot latest names and of the dedup claim's holder, in
+-- one ZMSCORE, which also refuses an index of another type.
+local members = { id }
+if current then members[#members + 1] = current end
+if holder then members[#members + 1] = holder end
+local scores = redis.pcall('ZMSCORE', indexKey, unpack(members))
+if scores.err then
+  if string.sub(scores.err, 1, 10) == 'WRONGTYPE ' then return refuse('WRONGTYPE', 'index') end
+  return passOn(scores)
+end
+local indexed, currentScore, holderScore = scores[1], current and scores[2], holder and scores[#members]
 
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-local t = tonumber(ts)
 -- SET ... PXAT with a time already past stores nothing: decide by the clock Redis expires by.
 if tonumber(expireAt) <= now then return unchanged(4) end
 local cutoff = now - tonumber(retention)
 local byIdOf = function(other) return byIdPrefix .. other .. byIdSuffix end
 
-local indexed = redis.call('ZSCORE', indexKey, id)
 if indexed then
   if tonumber(indexed) ~= t then return refuse('CONFLICT', 'index') end
-  if exists[2] then return unchanged(2) end
+  if byIdValue then return unchanged(2) end
   -- Indexed but its payload is gone (legacy drift): write it again below.
-elseif exists[2] then
+elseif byIdValue then
   -- A payload under this id that this region does not index: this very snapshot left by a legacy
   -- write cut part-way (same bytes), or another snapshot, which must not be overwritten.
   local mine = stagingKey and redis.call('GET', stagingKey) or payload
-  if redis.call('GET', byIdKey) ~= mine then return refuse('CONFLICT', 'by-id') end
+  if byIdValue ~= mine then return refuse('CONFLICT', 'by-id') end
 end
 
-if dedupKey then
-  local holder = redis.call('GET', dedupKey)
-  if holder and holder ~= id then
-    local score = redis.call('ZSCORE', indexKey, holder)
-    if score then
-      -- An indexed holder blocks the bucket while it is a readable snapshot inside the window.
-      if tonumber(score) > cutoff and redis.call('EXISTS', byIdOf(holder)) == 1 then return unchanged(3) end
-    else
-      -- Never indexed: a legacy write that failed part-way, or one still in flight.
-      local pttl = redis.call('PTTL', dedupKey)
-      if pttl > LEGACY_CLAIM_MS - IN_FLIGHT_MS and pttl <= LEGACY_CLAIM_MS then return unchanged(3) end
-    end
+if holder then
+  if holderScore then
+    -- An indexed holder blocks the bucket while it is a readable snapshot inside the window.
+    if tonumber(holderScore) > cutoff and redis.call('EXISTS', byIdOf(holder)) == 1 then return unchanged(3) end
+  else
+    -- Never indexed: a legacy write that failed part-way, or one still in flight.
+    local pttl = redis.call('PTTL', dedupKey)
+    if pttl > LEGACY_CLAIM_MS - IN_FLIGHT_MS and pttl <= LEGACY_CLAIM_MS then return unchanged(3) end
   end
 end
 
 -- The age of the snapshot latest names: its index score, else (legacy drift: not indexed) its
 -- payload's generated_at. Unknown (no payload, or none there): latest is dangling, it moves.
-local function ageOf(current)
-  local score = redis.call('ZSCORE', indexKey, current)
-  if score then return tonumber(score) end
-  local text = redis.call('GET', byIdOf(current))
-  if not text then return nil end
-  local ok, doc = pcall(cjson.decode, text)
-  if ok and type(doc) == 'table' and type(doc.generated_at) == 'number' then return doc.generated_at end
-  return nil
-end
-
 local advance = true
-if policy == 'monotonic' then
-  local current = redis.call('GET', latestKey)
-  local currentTs = current and ageOf(current)
+if current then
+  local currentTs = currentScore and tonumber(currentScore)
+  local text = not currentScore and redis.call('GET', byIdOf(current))
+  if text then
+    local ok, doc = pcall(cjson.decode, text)
+    if ok and type(doc) == 'table' and type(doc.generated_at) == 'number' then currentTs = doc.generated_at end
+  end
   if currentTs then
     advance = t > currentTs or (t == currentTs and (current == id or id_after(id, current)))
   end
@@ -171,34 +188,36 @@ end
 -- Members of equal score are ordered by bytes, as id_after orders ids: one lookup, however
 -- many snapshots share the timestamp.
 local ownsTsKey = true
-if exists[1] then
-  local greatest = redis.call('ZREVRANGEBYSCORE', indexKey, ts, ts, 'LIMIT', 0, 1)[1]
+if tsExists then
+  local greatest = redis.call('ZREVRANGEBYSCORE', indexKey, ts, ts, 'LIMIT', '0', '1')[1]
   if greatest and id_after(greatest, id) then ownsTsKey = false end
 end
+
+-- The index lives as long as its newest member: this snapshot unless a member scores above it
+-- (pruning below removes only members older than this one). Read before the first write.
+local indexExpireAt = expireAt
+if redis.call('ZCOUNT', indexKey, '(' .. ts, '+inf') > 0 then
+  -- Integer doubles below 2^53 format exactly.
+  indexExpireAt = string.format('%.0f', tonumber(redis.call('ZREVRANGE', indexKey, '0', '0', 'WITHSCORES')[2]) + tonumber(retention))
+end
+-- DEL of a missing key changes nothing: sent (and so checked) only when live exists.
+local dropLive = advance and liveExists
 
 -- ACLs are checked per command as it runs, and a script's earlier writes are not undone: check
 -- every write below first, by command and keys, with placeholder values of the right arity
 -- (Redis 8 checks the arity; an ACL does not look at values). Servers without
 -- redis.acl_check_cmd (before Redis 7) skip this.
 if redis.acl_check_cmd then
-  local writes = { { 'ZADD', indexKey, '0', id }, { 'ZREMRANGEBYSCORE', indexKey, '0', '0' }, { 'PEXPIREAT', indexKey, '0' } }
-  if dedupKey then writes[#writes + 1] = { 'SET', dedupKey, '' } end
-  if stagingKey then
-    writes[#writes + 1] = { 'RENAME', stagingKey, byIdKey }
-    writes[#writes + 1] = { 'PEXPIREAT', byIdKey, '0' }
-  else
-    writes[#writes + 1] = { 'SET', byIdKey, '' }
-  end
-  if ownsTsKey then
-    writes[#writes + 1] = (tsHolds == 'payload' and stagingKey) and { 'COPY', byIdKey, tsKey } or { 'SET', tsKey, '' }
-  end
-  if advance then
-    writes[#writes + 1] = { 'SET', latestKey, '' }
-    writes[#writes + 1] = { 'DEL', liveKey }
-  end
-  for _, w in ipairs(writes) do
-    if not redis.acl_check_cmd(unpack(w)) then return refuse('NOPERM', w[1]) end
-  end
+  local function denied(command, ...) return not redis.acl_check_cmd(command, ...) and command end
+  local copies = tsHolds == 'payload' and stagingKey
+  local refusal = denied('ZADD', indexKey, '0', id) or denied('ZREMRANGEBYSCORE', indexKey, '0', '0') or denied('PEXPIREAT', indexKey, '0')
+    or (dedupKey and denied('SET', dedupKey, ''))
+    or (stagingKey and (denied('RENAME', stagingKey, byIdKey) or denied('PEXPIREAT', byIdKey, '0')))
+    or (not stagingKey and denied('SET', byIdKey, ''))
+    or (ownsTsKey and copies and denied('COPY', byIdKey, tsKey)) or (ownsTsKey and not copies and denied('SET', tsKey, ''))
+    or (advance and denied('SET', latestKey, ''))
+    or (dropLive and denied('DEL', liveKey))
+  if refusal then return refuse('NOPERM', refusal) end
 end
 
 -- Validation is over; from here on every command is a write that cannot fail on these types.
@@ -220,12 +239,8 @@ if ownsTsKey then
 end
 redis.call('ZADD', indexKey, ts, id)
 local pruned = redis.call('ZREMRANGEBYSCORE', indexKey, '-inf', string.format('%.0f', cutoff))
--- The index lives as long as its newest member. Integer doubles below 2^53 format exactly.
-local newest = redis.call('ZREVRANGE', indexKey, 0, 0, 'WITHSCORES')[2]
-redis.call('PEXPIREAT', indexKey, string.format('%.0f', tonumber(newest) + tonumber(retention)))
-if advance then
-  redis.call('SET', latestKey, id, 'PXAT', expireAt)
-  redis.call('DEL', liveKey)
-end
+redis.call('PEXPIREAT', indexKey, indexExpireAt)
+if advance then redis.call('SET', latestKey, id, 'PXAT', expireAt) end
+if dropLive then redis.call('DEL', liveKey) end
 
 return { 1, advance and 1 or 0, pruned }

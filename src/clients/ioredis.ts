@@ -64,6 +64,18 @@ async function execPipeline(client: Redis | Cluster, commands: readonly ScriptCo
 }
 
 /**
+ * A batch of one plain script call (no staging, no wait) goes as that one command: one write all
+ * the same, without a pipeline's bookkeeping, which costs the client more than the call itself.
+ */
+async function execOne(client: Redis, c: ScriptCommand): Promise<Outcome[]> {
+  try {
+    return [{ ok: true, value: await client.call(c.op, c.script, c.keys.length, ...c.keys, ...c.args) }];
+  } catch (error) {
+    return [{ ok: false, error }];
+  }
+}
+
+/**
  * A Cluster pipeline must stay on one node: one pipeline per node that owns a command's slot, all
  * sent at once. Grouped as ioredis checks it, by the slot's node set; before the client has
  * learned the slots, by slot (each pipeline then waits for the client to be ready).
@@ -117,7 +129,10 @@ export function ioredisConnection(client: Redis | Cluster): Connection {
   return {
     staging: true,
     ...(client.isCluster && { slotOf: (key: string) => calculateSlot(key) }),
-    evalMany: (commands, wait) => (client.isCluster ? execPerNode(client as Cluster, commands, wait) : execPipeline(client, commands, wait)),
+    evalMany: (commands, wait) => {
+      if (client.isCluster) return execPerNode(client as Cluster, commands, wait);
+      return commands.length === 1 && !commands[0]!.stage && !wait ? execOne(client as Redis, commands[0]!) : execPipeline(client, commands, wait);
+    },
     waits: {
       async checkAof() {
         // Returns at once: numreplicas 0, and this connection's writes are fsynced or 1 ms passes.

@@ -11,7 +11,7 @@ import { dumpKeyspace, violations } from '../support/keyspace.js';
 import { legacyKeys as k, legacyPipeline } from '../support/legacy.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
 
-const test = suite('guarantees', 17);
+const test = suite('guarantees', 18);
 
 const DAY = 86_400_000;
 const RETENTION = 90 * DAY;
@@ -114,6 +114,35 @@ test('ACL: a user denied any write the script needs gets NOPERM naming it, and n
     assert.match((error as { code?: string }).code ?? '', /NOPERM$/);
     assert.not.match((error as Error).message, 'generated_at');
     assert.equal(await dumpKeyspace(raw), before, 'key pattern: nothing written');
+  } finally {
+    limited.disconnect();
+  }
+});
+
+// Redis checks ACLs per command as it runs: a read the user may not run must come before the
+// first write too, or the writes before it stay.
+test('ACL: a user denied any read the script may run is refused before its first write', async () => {
+  const limited = new Redis(redis.port, '127.0.0.1', { username: 'limited', password: 'pw' });
+  limited.on('error', () => {});
+  try {
+    // A backfill (an older snapshot after a newer one) takes the branch that reads the index's
+    // newest member. A read this persist does not run leaves it persisted, and consistent.
+    for (const denied of ['type', 'mget', 'exists', 'get', 'zscore', 'zmscore', 'time', 'zcount', 'zrevrange', 'zrevrangebyscore', 'pttl']) {
+      await raw.flushall();
+      await store().persist(snap('new', T));
+      await raw.acl('SETUSER', 'limited', 'reset', 'on', '>pw', '~*', '+@all', `-${denied}`);
+      const before = await dumpKeyspace(raw);
+      const outcome = await store({ retry: false }, limited)
+        .persist(snap('old', T - DAY))
+        .then((r) => r.status, (e: unknown) => e);
+      if (outcome === 'persisted') {
+        await consistent();
+        continue;
+      }
+      assert.instance(outcome, Error, `${denied}: ${String(outcome)}`);
+      assert.match((outcome as Error).message, /NOPERM|permission|can't run/i, denied);
+      assert.equal(await dumpKeyspace(raw), before, `${denied}: nothing written`);
+    }
   } finally {
     limited.disconnect();
   }
