@@ -98,10 +98,12 @@ export function toSnapshotError(error: unknown): SnapshotError {
     const describe = scriptErrors[script[1]!];
     if (describe) return new ScriptRefusedError(`SCRIPT_${script[1]}`, describe(script[2]!));
   }
-  // A script reading a key it derives (not in KEYS) of a slot being migrated, the key already
-  // moved: the scripts read such keys before their first write, so nothing was written; a retry
-  // runs once the slot has settled.
-  if (/^Script attempted to access a non local key/.test(text)) return new RedisError('TRYAGAIN', text, true);
+  // A script read a key it derives (not in KEYS) of a slot being migrated, and the key is not on
+  // this node (Redis 7.0: non local key; 7.2+: rehashing). persist.lua and read.lua read such
+  // keys before their first write, so nothing was written; a retry runs once the slot settles.
+  if (/^(?:Script attempted to access a non local key|Unable to execute command '\w+' in script because undeclared keys were accessed during rehashing)/.test(text)) {
+    return new RedisError('TRYAGAIN', text, true);
+  }
   const word = /^[A-Z]+(?= |$)/.exec(text)?.[0];
   if (word && transientReplies.has(word)) return new RedisError(word, text, true);
   const code = (error as { code?: unknown } | null)?.code;

@@ -33,9 +33,14 @@ test('transient replies and socket errors are retryable; others are not', () => 
     assert.ok((e as RedisError).transient, text);
   }
   // A script reading a derived key that MIGRATE already moved (nothing written): retried.
-  const moved = toSnapshotError(reply('ERR Script attempted to access a non local key in a cluster node script: e31cd71f, on @user_script:27.'));
-  assert.is(moved.code, 'TRYAGAIN');
-  assert.ok((moved as RedisError).transient);
+  for (const text of [
+    'ERR Script attempted to access a non local key in a cluster node script: e31cd71f, on @user_script:27.',
+    "ERR Unable to execute command 'mget' in script because undeclared keys were accessed during rehashing of the slot script: 0063fe4a, on @user_script:4.",
+  ]) {
+    const moved = toSnapshotError(reply(text));
+    assert.is(moved.code, 'TRYAGAIN');
+    assert.ok((moved as RedisError).transient, text);
+  }
   assert.ok((toSnapshotError(reply('connect ECONNREFUSED 127.0.0.1:1', { code: 'ECONNREFUSED' })) as RedisError).transient);
   assert.ok((toSnapshotError(reply('Connection is closed.')) as RedisError).transient);
   // ioredis, when a connection closes with a pipeline's or transaction's replies outstanding: the command may have run.
