@@ -30,10 +30,12 @@
 local latestKey, indexKey = KEYS[1], KEYS[2]
 local prefix, suffix, cutoff, wanted = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 
--- MGET with `present`, a key this call found, and its value ignored: on a slot being migrated
--- Redis refuses a multi-key command that misses a key; on a settled slot this is a GET.
+-- EXISTS with `present`, a key this call found: on a slot being migrated Redis refuses a
+-- multi-key command that misses a key; on a settled slot it is one more lookup.
 local function payloadOf(id, present)
-  return redis.call('MGET', prefix .. id .. suffix, present)[1]
+  local key = prefix .. id .. suffix
+  redis.call('EXISTS', key, present)
+  return redis.call('GET', key)
 end
 
 local function read(id)
