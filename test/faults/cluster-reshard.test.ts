@@ -206,6 +206,8 @@ test(`${MOVED.length} regions' slots moved ${ROUNDS} times each under load: 0 re
   const tally = { persists: 0, acknowledged: 0, rejected: [] as string[], reads: 0, readFailures: [] as string[], stale: [] as string[] };
   let seq = 0;
   let running = true;
+  /** The region whose slot is being moved right now, if any. */
+  let moving: string | undefined;
   const next = (region: string, big: boolean): SnapshotInput => {
     seq += 1;
     const input = { region, id: `${region}-${seq}`, timestamp: T + seq, payload: big ? { ...fixture, region_id: region, seq } : { region_id: region, seq } };
@@ -234,6 +236,18 @@ test(`${MOVED.length} regions' slots moved ${ROUNDS} times each under load: 0 re
       await sleep(100);
     }
   };
+  /** Persists aimed at the slot being moved, so that the load meets it half-moved many times. */
+  const hot = async (w: number) => {
+    for (let i = 0; running; i++) {
+      const region = moving;
+      if (region === undefined) {
+        await sleep(5);
+        continue;
+      }
+      const input = next(region, (i + w) % 2 === 0);
+      settle(input, await store.persist(input, { now: NOW }).then((value) => ({ status: 'fulfilled' as const, value }), (reason: unknown) => ({ status: 'rejected' as const, reason })));
+    }
+  };
   const check = (region: string, floor: number | undefined, found: StoredSnapshot | null) => {
     tally.reads += 1;
     if (floor !== undefined && (found === null || found.timestamp < floor)) tally.stale.push(`${region}: ${found?.id ?? 'null'} read after ${floor - T} was acknowledged`);
@@ -253,7 +267,7 @@ test(`${MOVED.length} regions' slots moved ${ROUNDS} times each under load: 0 re
     }
   };
 
-  const load = Promise.all([batches(), singles(), reads()]);
+  const load = Promise.all([batches(), singles(), hot(0), hot(1), reads()]);
   const moves: Array<{ region: string; from: number; to: number; ms: number; keys: number }> = [];
   try {
     await sleep(1_000);
@@ -264,7 +278,9 @@ test(`${MOVED.length} regions' slots moved ${ROUNDS} times each under load: 0 re
         const source = await cluster.primaryFor(schema.index(region));
         const all = primaries(cluster);
         const target = all[(all.indexOf(source) + 1) % all.length]!;
+        moving = region;
         const { ms, keys } = await moveSlot(cluster, slotOf(region), source, target);
+        moving = undefined;
         moves.push({ region, from: source.port, to: target.port, ms, keys });
       }
       await sleep(1_000);
