@@ -203,7 +203,7 @@ test(`${MOVED.length} regions' slots moved ${ROUNDS} times each under load: 0 re
   const acked: SnapshotInput[] = [];
   /** Region → the newest acknowledged timestamp: a read sent after it must return it or newer. */
   const newest = new Map<string, number>();
-  const tally = { persists: 0, acknowledged: 0, rejected: [] as string[], reads: 0, readFailures: [] as string[], stale: [] as string[] };
+  const tally = { persists: 0, acknowledged: 0, rejected: [] as string[], reads: 0, readFailures: [] as string[], stale: [] as string[], longestMs: 0 };
   let seq = 0;
   let running = true;
   /** The region whose slot is being moved right now, if any. */
@@ -245,7 +245,9 @@ test(`${MOVED.length} regions' slots moved ${ROUNDS} times each under load: 0 re
         continue;
       }
       const input = next(region, (i + w) % 2 === 0);
+      const started = Date.now();
       settle(input, await store.persist(input, { now: NOW }).then((value) => ({ status: 'fulfilled' as const, value }), (reason: unknown) => ({ status: 'rejected' as const, reason })));
+      tally.longestMs = Math.max(tally.longestMs, Date.now() - started);
     }
   };
   const check = (region: string, floor: number | undefined, found: StoredSnapshot | null) => {
@@ -310,7 +312,7 @@ test(`${MOVED.length} regions' slots moved ${ROUNDS} times each under load: 0 re
   console.log(
     `cluster resharding [${redisImage}]: ${moves.length} slot moves (${MOVED.length} regions x ${ROUNDS}, ${moves.map((m) => m.keys).reduce((a, b) => a + b, 0)} keys migrated, ` +
       `batches of ${BATCH} keys ${PAUSE_MS} ms apart), each slot unstable ${Math.min(...ms)}-${Math.max(...ms)} ms; ` +
-      `persists ${tally.persists}, acknowledged ${tally.acknowledged}, rejected ${tally.rejected.length}; reads ${tally.reads}, failed ${tally.readFailures.length}, stale ${tally.stale.length}; ` +
+      `persists ${tally.persists}, acknowledged ${tally.acknowledged}, rejected ${tally.rejected.length}, the longest to a slot being moved ${tally.longestMs} ms; reads ${tally.reads}, failed ${tally.readFailures.length}, stale ${tally.stale.length}; ` +
       `answers seen ASK ${seen.ASK}, TRYAGAIN ${seen.TRYAGAIN}, MOVED ${seen.MOVED}, scripts refused mid-migration (ERR) ${seen.ERR}; script commands re-sent ${resent}; lost ${lost}; violations ${violations.length} ` +
       `(besides ${shifted} findings of an expiry set later by MIGRATE's relative TTL, by at most ${maxMs} ms)`,
   );
