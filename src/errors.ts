@@ -99,8 +99,9 @@ export function toSnapshotError(error: unknown): SnapshotError {
     if (describe) return new ScriptRefusedError(`SCRIPT_${script[1]}`, describe(script[2]!));
   }
   // A script read a key it derives (not in KEYS) of a slot being migrated, and the key is not on
-  // this node (Redis 7.0: non local key; 7.2+: rehashing). persist.lua and read.lua read such
-  // keys before their first write, so nothing was written; a retry runs once the slot settles.
+  // this node ("non local key"; newer servers say "rehashing" for a multi-key command there).
+  // persist.lua and read.lua read such keys before their first write, so nothing was written; a
+  // retry runs once the slot settles.
   if (/^(?:Script attempted to access a non local key|Unable to execute command '\w+' in script because undeclared keys were accessed during rehashing)/.test(text)) {
     return new RedisError('TRYAGAIN', text, true);
   }
