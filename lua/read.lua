@@ -13,10 +13,10 @@
 
   The by-id key is derived here from an id read here, so it cannot be declared in KEYS; under
   the cluster key schema it carries the region's hash tag and so lives in the same slot. While
-  that slot is being migrated (Redis Cluster resharding) the by-id key may not have reached the
-  node this runs on: it is read together with a key this call already found (payloadOf), so that
-  Redis refuses the read ("Script attempted to access a non local key"; the caller retries)
-  instead of answering nil and this script returning an older snapshot or none.
+  that slot is being migrated (Redis Cluster resharding) the by-id key may not be on the node
+  this runs on yet, where a GET would read it as missing and this script answer an older snapshot
+  or none: payloadOf checks it together with a key this call already found, so that Redis refuses
+  the script instead (an error reply; the caller retries) until the key is there.
 
   Output: nil when there is no such snapshot inside the window, else
     { id, timestamp (integer), payload (JSON text) }
