@@ -270,7 +270,7 @@ test(`${MOVED.length} regions' slots moved ${ROUNDS} times each under load: 0 re
   };
 
   const load = Promise.all([batches(), singles(), hot(0), hot(1), reads()]);
-  const moves: Array<{ region: string; from: number; to: number; ms: number; keys: number }> = [];
+  const moves: Array<{ region: string; to: ClusterNode; ms: number; keys: number }> = [];
   try {
     await sleep(1_000);
     for (let round = 0; round < ROUNDS; round++) {
@@ -283,7 +283,7 @@ test(`${MOVED.length} regions' slots moved ${ROUNDS} times each under load: 0 re
         moving = region;
         const { ms, keys } = await moveSlot(cluster, slotOf(region), source, target);
         moving = undefined;
-        moves.push({ region, from: source.port, to: target.port, ms, keys });
+        moves.push({ region, to: target, ms, keys });
       }
       await sleep(1_000);
     }
@@ -307,6 +307,7 @@ test(`${MOVED.length} regions' slots moved ${ROUNDS} times each under load: 0 re
   const { others: violations, shifted, maxMs } = shiftedByMigrate(findings, moves.reduce((sum, m) => sum + m.ms, 0));
   // The slots settled where the last round put them: no node holds one half-moved.
   for (const node of primaries(cluster)) assert.not.match((await node.admin.call('CLUSTER', 'NODES')) as string, /\[\d+-[<>]-/);
+  for (const region of MOVED) assert.is(await cluster.primaryFor(schema.index(region)), moves.filter((m) => m.region === region).at(-1)!.to, region);
 
   const ms = moves.map((m) => m.ms);
   console.log(
