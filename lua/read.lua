@@ -12,7 +12,11 @@
     ARGV[4] id                the snapshot to read, or "" for the latest
 
   The by-id key is derived here from an id read here, so it cannot be declared in KEYS; under
-  the cluster key schema it carries the region's hash tag and so lives in the same slot.
+  the cluster key schema it carries the region's hash tag and so lives in the same slot. While
+  that slot is being migrated (Redis Cluster resharding) the by-id key may not be on the node
+  this runs on yet, where a GET would read it as missing and this script answer an older snapshot
+  or none: payloadOf checks it together with a key this call already found, so that Redis refuses
+  the script instead (an error reply; the caller retries) until the key is there.
 
   Output: nil when there is no such snapshot inside the window, else
     { id, timestamp (integer), payload (JSON text) }
@@ -26,10 +30,18 @@
 local latestKey, indexKey = KEYS[1], KEYS[2]
 local prefix, suffix, cutoff, wanted = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 
+-- EXISTS with `present`, a key this call found: on a slot being migrated Redis refuses a
+-- multi-key command that misses a key; on a settled slot it is one more lookup.
+local function payloadOf(id, present)
+  local key = prefix .. id .. suffix
+  redis.call('EXISTS', key, present)
+  return redis.call('GET', key)
+end
+
 local function read(id)
   local score = redis.call('ZSCORE', indexKey, id)
   if not score or tonumber(score) <= cutoff then return nil end
-  local payload = redis.call('GET', prefix .. id .. suffix)
+  local payload = payloadOf(id, indexKey)
   if not payload then return nil end
   return { id, tonumber(score), payload }
 end
@@ -39,7 +51,7 @@ if wanted ~= '' then return read(wanted) end
 -- Not indexed: its age from its payload (decoded only on this drift path).
 local function readUnindexed(id)
   if redis.call('ZSCORE', indexKey, id) then return nil end
-  local payload = redis.call('GET', prefix .. id .. suffix)
+  local payload = payloadOf(id, latestKey)
   if not payload then return nil end
   local ok, doc = pcall(cjson.decode, payload)
   if not (ok and type(doc) == 'table' and type(doc.generated_at) == 'number' and doc.generated_at > cutoff) then return nil end

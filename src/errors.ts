@@ -53,7 +53,8 @@ const scriptErrors: Record<string, (detail: string) => string> = {
   NOPERM: (detail) => `the Redis user may not run ${detail} on this region's keys (ACL); nothing was written`,
 };
 
-const transientReplies = new Set(['LOADING', 'BUSY', 'TRYAGAIN', 'CLUSTERDOWN', 'MASTERDOWN', 'READONLY']);
+// MOVED and ASK: nothing ran; ones the ioredis adapter did not follow within its bound are retried.
+const transientReplies = new Set(['LOADING', 'BUSY', 'TRYAGAIN', 'CLUSTERDOWN', 'MASTERDOWN', 'READONLY', 'MOVED', 'ASK']);
 const transientSocketCodes = new Set(['ECONNRESET', 'ECONNREFUSED', 'ECONNABORTED', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN', 'ENOTFOUND', 'UND_ERR_SOCKET']);
 
 /** Text of an error reply up to where clients start quoting the command back. */
@@ -96,6 +97,13 @@ export function toSnapshotError(error: unknown): SnapshotError {
   if (script) {
     const describe = scriptErrors[script[1]!];
     if (describe) return new ScriptRefusedError(`SCRIPT_${script[1]}`, describe(script[2]!));
+  }
+  // A script read a key it derives (not in KEYS) of a slot being migrated, and the key is not on
+  // this node ("non local key"; newer servers say "rehashing" for a multi-key command there).
+  // persist.lua and read.lua read such keys before their first write, so nothing was written; a
+  // retry runs once the slot settles.
+  if (/^(?:Script attempted to access a non local key|Unable to execute command '\w+' in script because undeclared keys were accessed during rehashing)/.test(text)) {
+    return new RedisError('TRYAGAIN', text, true);
   }
   const word = /^[A-Z]+(?= |$)/.exec(text)?.[0];
   if (word && transientReplies.has(word)) return new RedisError(word, text, true);

@@ -24,14 +24,16 @@ function confirmed(wait: Wait, reply: unknown): boolean {
 /**
  * Sends the commands in one pipeline: one write, one round trip. Never rejects. A staged command
  * goes as MULTI, SET staging key, the script call, EXEC: Redis runs nothing of it unless the whole
- * transaction arrived. With `wait`, the pipeline ends with WAIT (or WAITAOF): it waits for the
+ * transaction arrived. With `asking`, each command (a staged one: its MULTI) follows ASKING, which
+ * Redis keeps until EXEC. With `wait`, the pipeline ends with WAIT (or WAITAOF): it waits for the
  * connection's last write, so one covers every command before it.
  */
-async function execPipeline(client: Redis | Cluster, commands: readonly ScriptCommand[], wait?: Wait): Promise<Outcome[]> {
+async function execPipeline(client: Redis | Cluster, commands: readonly ScriptCommand[], wait?: Wait, asking = false): Promise<Outcome[]> {
   const pipeline = client.pipeline();
   const replyAt: number[] = [];
   const firstAt: number[] = [];
   for (const c of commands) {
+    if (asking) pipeline.call('ASKING');
     firstAt.push(pipeline.length);
     if (c.stage) pipeline.call('MULTI').call('SET', c.stage.key, c.stage.value, 'PX', STAGE_TTL_MS);
     pipeline.call(c.op, c.script, c.keys.length, ...c.keys, ...c.args);
@@ -50,7 +52,7 @@ async function execPipeline(client: Redis | Cluster, commands: readonly ScriptCo
     const durable = waited ? !waited[0] && confirmed(wait, waited[1]) : undefined;
     return commands.map((c, i): Outcome => {
       const [error, value] = replies[replyAt[i]!] ?? [new Error('Connection is closed.'), undefined];
-      // EXECABORT names no cause: report the command refused while queued (MOVED, OOM...).
+      // EXECABORT names no cause: report the command refused while queued (MOVED, ASK, OOM...).
       if (error) return { ok: false, error: (c.stage && replies.slice(firstAt[i], replyAt[i]).find(([queued]) => queued)?.[0]) || error };
       const ok = (result: unknown): Outcome => (wait ? { ok: true, value: result, durable: durable ?? false } : { ok: true, value: result });
       if (!c.stage) return ok(value);
@@ -61,6 +63,12 @@ async function execPipeline(client: Redis | Cluster, commands: readonly ScriptCo
   } catch (error) {
     return commands.map(() => ({ ok: false, error }));
   }
+}
+
+/** A command on its way: to the node that owns its slot, or (`ask`, `host:port`) to the node an ASK named. */
+interface Routed {
+  readonly command: ScriptCommand;
+  readonly ask?: string | undefined;
 }
 
 /**
@@ -76,43 +84,72 @@ async function execOne(client: Redis, c: ScriptCommand): Promise<Outcome[]> {
 }
 
 /**
- * A Cluster pipeline must stay on one node: one pipeline per node that owns a command's slot, all
- * sent at once. Grouped as ioredis checks it, by the slot's node set; before the client has
- * learned the slots, by slot (each pipeline then waits for the client to be ready).
+ * A Cluster pipeline must stay on one node: one pipeline per node, all sent at once. Grouped as
+ * ioredis checks it, by the slot's node set; before the client has learned the slots, by slot
+ * (each pipeline then waits for the client to be ready). Commands answered ASK go to the node it
+ * named, after ASKING; a node the client has no connection to (it owns no slot yet) leaves their
+ * ASK as the answer, retried as transient once the slot map names it.
  */
-async function execGrouped(client: Cluster, commands: readonly ScriptCommand[], wait?: Wait): Promise<Outcome[]> {
+async function execGrouped(client: Cluster, routed: readonly Routed[], wait?: Wait): Promise<Outcome[]> {
   const groups = new Map<string, number[]>();
-  commands.forEach((c, i) => {
-    const slot = calculateSlot(c.keys[0]!);
-    const node = client.slots[slot]?.join(';') ?? `slot ${slot}`;
+  routed.forEach(({ command, ask }, i) => {
+    const slot = calculateSlot(command.keys[0]!);
+    const node = ask ? `ask ${ask}` : (client.slots[slot]?.join(';') ?? `slot ${slot}`);
     const group = groups.get(node);
     if (group) group.push(i);
     else groups.set(node, [i]);
   });
-  const outcomes: Outcome[] = new Array(commands.length);
+  const outcomes: Outcome[] = new Array(routed.length);
   await Promise.all(
     [...groups.values()].map(async (members) => {
-      const replies = await execPipeline(client, members.map((i) => commands[i]!), wait);
+      const commands = members.map((i) => routed[i]!.command);
+      const ask = routed[members[0]!]!.ask;
+      const node = ask && client.nodes().find((n) => `${n.options.host}:${n.options.port}` === ask);
+      const replies = !ask
+        ? await execPipeline(client, commands, wait)
+        : node
+          ? await execPipeline(node, commands, wait, true)
+          : commands.map((): Outcome => ({ ok: false, error: new Error(`ASK to ${ask}, a node this client has no connection to`) }));
       members.forEach((i, j) => (outcomes[i] = replies[j]!));
     }),
   );
   return outcomes;
 }
 
-const isMoved = (outcome: Outcome) => !outcome.ok && /^MOVED /.test((outcome.error as Error).message);
+/** Where a MOVED or ASK reply sends its command (`host:port`); undefined for any other outcome. */
+function redirection(outcome: Outcome): { ask: boolean; node: string } | undefined {
+  const match = !outcome.ok && /^(MOVED|ASK) \d+ (\S+)/.exec((outcome.error as Error).message);
+  return match ? { ask: match[1] === 'ASK', node: match[2]! } : undefined;
+}
+
+/** Hops one batch follows before a redirection is returned as its answer (transient: retried). */
+const MAX_REDIRECTIONS = 5;
 
 /**
- * After a failover or resharding a node answers MOVED (and ran nothing): the client's slot map is
- * stale. ioredis follows a pipeline's redirection only when all its replies are the same one and
- * none is inside MULTI, so the moved commands go again here, once, after a slot map refresh.
+ * Redirections, which mean the command ran nothing: MOVED after a failover or a finished slot
+ * migration (the slot map is stale: refreshed, then the command goes where it says), ASK while a
+ * slot is half-moved (the keys are not here: this command once to the named node, after ASKING).
+ * ioredis follows a pipeline's redirection only when all its replies are the same one and none is
+ * inside MULTI, so they are followed here, per command.
  */
 async function execPerNode(client: Cluster, commands: readonly ScriptCommand[], wait?: Wait): Promise<Outcome[]> {
-  const outcomes = await execGrouped(client, commands, wait);
-  const moved = commands.flatMap((_, i) => (isMoved(outcomes[i]!) ? [i] : []));
-  if (moved.length === 0) return outcomes;
-  await new Promise<void>((resolve) => client.refreshSlotsCache(() => resolve()));
-  const again = await execGrouped(client, moved.map((i) => commands[i]!), wait);
-  moved.forEach((i, j) => (outcomes[i] = again[j]!));
+  const outcomes: Outcome[] = new Array(commands.length);
+  let pending = commands.map((command, i) => ({ i, command, ask: undefined as string | undefined }));
+  for (let hop = 0; pending.length > 0; hop++) {
+    const replies = await execGrouped(client, pending, wait);
+    const next: typeof pending = [];
+    let moved = false;
+    replies.forEach((outcome, j) => {
+      const { i, command } = pending[j]!;
+      outcomes[i] = outcome;
+      const to = redirection(outcome);
+      if (!to || hop >= MAX_REDIRECTIONS) return;
+      next.push({ i, command, ask: to.ask ? to.node : undefined });
+      moved ||= !to.ask;
+    });
+    if (moved) await new Promise<void>((resolve) => client.refreshSlotsCache(() => resolve()));
+    pending = next;
+  }
   return outcomes;
 }
 

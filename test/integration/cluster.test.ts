@@ -10,8 +10,7 @@ import * as assert from 'uvu/assert';
 import type { Cluster } from 'ioredis';
 import { createSnapshotStore, keySchemas, RedisError, ValidationError, type PersistResult, type SnapshotInput, type SnapshotStore } from '../../src/index.js';
 import { persistLua } from '../../src/lua.generated.js';
-import { startCluster, type ClusterNode, type RedisCluster } from '../support/cluster.js';
-import { checkInvariants, layouts } from '../support/checker.js';
+import { ownerViolations, startCluster, type RedisCluster } from '../support/cluster.js';
 import { redisImage } from '../support/redis.js';
 
 const DAY = 86_400_000;
@@ -46,24 +45,8 @@ function spyPipelines(client: Cluster) {
   return counts;
 }
 
-/**
- * The independent invariant checker on every live primary that owns a region (each holds its
- * regions' keys whole: one hash slot per region). A staged persist cut by a failover may leave a
- * staging key, bounded to 1 s.
- */
-async function clusterViolations(cluster: RedisCluster, now = NOW): Promise<string[]> {
-  const owned = new Map<ClusterNode, string[]>();
-  for (const region of REGIONS) {
-    const owner = await cluster.primaryFor(schema.index(region));
-    owned.set(owner, [...(owned.get(owner) ?? []), region]);
-  }
-  const found: string[] = [];
-  for (const [owner, regions] of owned) {
-    const lines = await checkInvariants(owner.admin, { retentionMs: RETENTION, now, layout: layouts.cluster, stagingAllowed: true, regions });
-    found.push(...lines.map((line) => `${owner.port}: ${line}`));
-  }
-  return found;
-}
+/** A staged persist cut by a failover may leave a staging key, bounded to 1 s. */
+const clusterViolations = (cluster: RedisCluster) => ownerViolations(cluster, REGIONS, { retentionMs: RETENTION, now: NOW, stagingAllowed: true });
 
 /** Resolves once a client on `node` is held by CLIENT PAUSE WRITE (its write command arrived). */
 async function waitForPausedWrite(node: { admin: { call(...args: string[]): Promise<unknown> } }): Promise<void> {

@@ -3,6 +3,7 @@ import { promisify } from 'node:util';
 import calculateSlot from 'cluster-key-slot';
 import { GenericContainer, type StartedTestContainer } from 'testcontainers';
 import { Cluster, Redis, type ClusterOptions } from 'ioredis';
+import { checkInvariants, layouts, type CheckOptions } from './checker.js';
 import { answersPing, freePort, redisImage, redisServerBin } from './redis.js';
 
 /** One server of the cluster, with a plain (non-cluster) client of its own. */
@@ -126,6 +127,24 @@ export async function startCluster(): Promise<RedisCluster> {
     throw error;
   }
   return cluster;
+}
+
+/**
+ * The independent invariant checker on each live primary that owns some of `regions` (each holds
+ * its regions' keys whole: one hash slot per region, cluster layout), lines prefixed with its port.
+ */
+export async function ownerViolations(cluster: RedisCluster, regions: readonly string[], options: Omit<CheckOptions, 'layout' | 'regions'>): Promise<string[]> {
+  const owned = new Map<ClusterNode, string[]>();
+  for (const region of regions) {
+    const owner = await cluster.primaryFor(layouts.cluster.index(region));
+    owned.set(owner, [...(owned.get(owner) ?? []), region]);
+  }
+  const found: string[] = [];
+  for (const [owner, mine] of owned) {
+    const lines = await checkInvariants(owner.admin, { ...options, layout: layouts.cluster, regions: mine });
+    found.push(...lines.map((line) => `${owner.port}: ${line}`));
+  }
+  return found;
 }
 
 async function form(nodes: readonly ClusterNode[]): Promise<void> {

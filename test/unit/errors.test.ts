@@ -27,10 +27,19 @@ test('NOSCRIPT is matched by prefix only', () => {
 });
 
 test('transient replies and socket errors are retryable; others are not', () => {
-  for (const text of ['LOADING Redis is loading the dataset in memory', 'BUSY Redis is busy running a script.', 'TRYAGAIN Multiple keys request during rehashing of slot', 'CLUSTERDOWN The cluster is down']) {
+  for (const text of ['LOADING Redis is loading the dataset in memory', 'BUSY Redis is busy running a script.', 'TRYAGAIN Multiple keys request during rehashing of slot', 'CLUSTERDOWN The cluster is down', 'MOVED 3999 127.0.0.1:6381', 'ASK 3999 127.0.0.1:6381']) {
     const e = toSnapshotError(reply(text));
     assert.instance(e, RedisError);
     assert.ok((e as RedisError).transient, text);
+  }
+  // A script reading a derived key that MIGRATE already moved (nothing written): retried.
+  for (const text of [
+    'ERR Script attempted to access a non local key in a cluster node script: e31cd71f, on @user_script:27.',
+    "ERR Unable to execute command 'exists' in script because undeclared keys were accessed during rehashing of the slot script: 0063fe4a, on @user_script:4.",
+  ]) {
+    const moved = toSnapshotError(reply(text));
+    assert.is(moved.code, 'TRYAGAIN');
+    assert.ok((moved as RedisError).transient, text);
   }
   assert.ok((toSnapshotError(reply('connect ECONNREFUSED 127.0.0.1:1', { code: 'ECONNREFUSED' })) as RedisError).transient);
   assert.ok((toSnapshotError(reply('Connection is closed.')) as RedisError).transient);
