@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The compatibility matrix: the conformance, cluster and guarantees suites once per server, each in a local
+# The compatibility matrix: the conformance, cluster, live-resharding and guarantees suites once per server, each in a local
 # image (bookworm: Redis 7.0; trixie: Redis 8.0 and Valkey 8.1), through test/run.ts. Prints, per
 # server, its version, passed / failed / not run and time, then one closing
 # "matrix: N passed, N failed" line (a declared test that never ran counts as failed).
@@ -22,7 +22,7 @@ for entry in "${servers[@]}"; do
   version=$(docker run --rm "$image" "$bin" --version | grep -o 'v=[0-9.]*')
   started=$(date +%s)
   REDIS_IMAGE=$image REDIS_SERVER_BIN=$bin TEST_TOTALS_FILE=$totals \
-    node --import tsx test/run.ts '(conformance|cluster|guarantees)\.test\.ts$' --label "matrix $bin $version" || true
+    node --import tsx test/run.ts '(conformance|cluster|cluster-reshard|guarantees)\.test\.ts$' --label "matrix $bin $version" || true
   seconds=$(( $(date +%s) - started ))
   # The runner appended {label, passed, failed, notRun, other}; none means it never got that far.
   line=$(grep -F "\"matrix $bin $version\"" "$totals" || echo '{"passed":0,"failed":0,"notRun":0,"other":1}')
