@@ -44,6 +44,8 @@ export interface Target {
   strategy: string;
   measured: string;
   met: boolean;
+  /** Why a target is not met, from this run's figures. */
+  why?: string;
 }
 
 /** Index sizes within this ratio of each other cost "the same within noise". */
@@ -71,16 +73,21 @@ function figures(r: Results) {
 
 /** Issue 14's targets and DESIGN.md's round-trip and bytes targets, each met or not with its figure. */
 export function evaluateTargets(r: Results): Target[] {
-  const { of, ratios, ratio, wire, sizes } = figures(r);
+  const { rounds, of, ratios, ratio, wire, sizes } = figures(r);
   const targets: Target[] = [];
   // The floor for the layout's copies shows what any persist of that layout costs at least.
   const cpu = (strategy: string, size: number, limit: number, bound: string) => {
     const v = ratio(strategy, legacy.name, size, 'cpuUs');
+    const boundRatio = ratio(bound, legacy.name, size, 'cpuUs');
     targets.push({
       target: `main-thread CPU per persist <= ${x(limit)} legacy (${kb(size)})`,
       strategy: r.defaults[size] === strategy ? `default (${strategy})` : strategy,
-      measured: `${x(v)} (${num(of(strategy, size, 'cpuUs'))} µs vs ${num(of(legacy.name, size, 'cpuUs'))}; ${bound}: ${x(ratio(bound, legacy.name, size, 'cpuUs'))})`,
+      measured: `${x(v)} (${num(of(strategy, size, 'cpuUs'))} µs vs ${num(of(legacy.name, size, 'cpuUs'))}; ${bound}: ${x(boundRatio)})`,
       met: v <= limit,
+      why:
+        boundRatio > limit - 0.05
+          ? `the floor is at the target: ${bound} alone, with no script, measured ${x(boundRatio)} legacy`
+          : `the reads and checks before the writes (the per-step profile below): ${num(of(strategy, size, 'cpuUs') - of(bound, size, 'cpuUs'))} µs over ${bound}`,
     });
   };
   for (const size of sizes) cpu(r.defaults[size]!, size, size <= 2048 ? 1.0 : 0.9, twoSets.name);
@@ -88,11 +95,15 @@ export function evaluateTargets(r: Results): Target[] {
   for (const size of sizes) {
     const each = ratios(r.defaults[size]!, legacy.name, size, 'persistsPerSec');
     const worst = Math.min(...each);
+    // Client and server share the machine's cores: together their CPU per persist sets the rate.
+    const both = (name: string) => of(name, size, 'clientCpuUs') + of(name, size, 'cpuUs');
+    const swing = (name: string) => rounds(name, size, 16).map((b) => b.persistsPerSec);
     targets.push({
       target: `persists/s at 16 in flight >= 1.30x legacy in every round (${kb(size)})`,
       strategy: `default (${r.defaults[size]})`,
       measured: `worst round ${x(worst)} (median ${x(median(each))}, ${each.length} rounds)`,
       met: worst >= 1.3,
+      why: `client and server share ${r.machine.cores} cores, so their CPU per persist together sets the rate: ${num(both(r.defaults[size]!))} µs against legacy's ${num(both(legacy.name))} (${x(both(legacy.name) / both(r.defaults[size]!))}); single rounds swing more than the margin (legacy's own rate varies ${x(Math.max(...swing(legacy.name)) / Math.min(...swing(legacy.name)))} between rounds)`,
     });
   }
   const small = r.config.history.payloadBytes;
@@ -121,6 +132,7 @@ export function evaluateTargets(r: Results): Target[] {
     strategy: 'persist (@upstash/redis, inline)',
     measured: `${x(upstashRatio)} (${int(u.persistUp)} up + ${int(u.persistDown)} down; the payload escaped as a JSON string alone: ${x(r.upstash.payloadInRequestBytes / r.upstash.payloadBytes)})`,
     met: upstashRatio <= 1.05,
+    why: `the REST request is a JSON array of strings: the payload escaped as one JSON string alone is ${x(r.upstash.payloadInRequestBytes / r.upstash.payloadBytes)}; the rest is the script's SHA, keys and arguments`,
   });
   for (const size of sizes) {
     const bytes = (s: string) => (wire(s, size).up + wire(s, size).down) / size;
@@ -129,6 +141,7 @@ export function evaluateTargets(r: Results): Target[] {
       strategy: `default (${r.defaults[size]})`,
       measured: `${x(bytes(r.defaults[size]!))} (one SET: ${x(bytes(floor.name))})`,
       met: bytes(r.defaults[size]!) <= 1.05,
+      why: `the key names, the SHA and the arguments are a fixed ${int(wire(r.defaults[size]!, size).up + wire(r.defaults[size]!, size).down - size)} bytes (one SET alone: ${x(bytes(floor.name))})`,
     });
   }
   for (const transport of ['TCP', 'HTTP'] as const) {
@@ -152,7 +165,7 @@ function historyGrowth(r: Results, metric: 'persistCpuUs' | 'readLatestCpuUs'): 
 }
 
 function targetTable(targets: Target[]): string[] {
-  return ['| target | strategy | measured | met |', '|---|---|---|---|', ...targets.map((t) => `| ${t.target} | ${t.strategy} | ${t.measured} | ${t.met ? 'met' : '**not met**'} |`)];
+  return ['| target | strategy | measured | met |', '|---|---|---|---|', ...targets.map((t) => `| ${t.target} | ${t.strategy} | ${t.measured} | ${t.met ? 'met' : `**not met**: ${t.why}`} |`)];
 }
 
 /** Main-thread CPU per persist: payload sizes down, strategies across. */
