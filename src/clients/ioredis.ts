@@ -65,12 +65,6 @@ async function execPipeline(client: Redis | Cluster, commands: readonly ScriptCo
   }
 }
 
-/** A command on its way: to the node that owns its slot, or (`ask`, `host:port`) to the node an ASK named. */
-interface Routed {
-  readonly command: ScriptCommand;
-  readonly ask?: string | undefined;
-}
-
 /**
  * A batch of one plain script call (no staging, no wait) goes as that one command: one write all
  * the same, without a pipeline's bookkeeping, which costs the client more than the call itself.
@@ -81,6 +75,12 @@ async function execOne(client: Redis, c: ScriptCommand): Promise<Outcome[]> {
   } catch (error) {
     return [{ ok: false, error }];
   }
+}
+
+/** A command on its way: to the node that owns its slot, or (`ask`, `host:port`) to the node an ASK named. */
+interface Routed {
+  readonly command: ScriptCommand;
+  readonly ask?: string | undefined;
 }
 
 /**
