@@ -3,7 +3,7 @@
  * of its own, so that a bundle which only persists and reads carries neither.
  */
 import { driftContextOf, type At, type SnapshotStore } from './store.js';
-import { checkInteger, checkObject } from './validate.js';
+import { checkNow, checkObject, clockOf } from './validate.js';
 import { inspect, type DriftReport, type RepairReport } from './verify.js';
 
 export { UNREPAIRABLE } from './verify.js';
@@ -13,12 +13,10 @@ export interface RepairOptions extends At {
   dryRun?: boolean;
 }
 
-const nowOf = (now: number | undefined) => checkInteger('now', now ?? Date.now(), 0);
-
 /** Every inconsistency of one region or of all (found by SCAN); read-only, in bounded script calls. */
 export async function verify(store: SnapshotStore, region: string | 'all', at?: At): Promise<DriftReport> {
   const ctx = driftContextOf(store);
-  const { regions, findings } = await inspect(ctx, region, 'verify', nowOf(checkObject('at', at, '{ now? }').now));
+  const { regions, findings } = await inspect(ctx, region, 'verify', clockOf(at));
   return { regions, findings };
 }
 
@@ -26,5 +24,5 @@ export async function verify(store: SnapshotStore, region: string | 'all', at?: 
 export async function repair(store: SnapshotStore, region: string | 'all', options?: RepairOptions): Promise<RepairReport> {
   const ctx = driftContextOf(store);
   const { dryRun, now } = checkObject('options', options, '{ dryRun?, now? }');
-  return inspect(ctx, region, dryRun ? 'verify' : 'repair', nowOf(now));
+  return inspect(ctx, region, dryRun ? 'verify' : 'repair', checkNow(now));
 }

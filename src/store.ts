@@ -8,7 +8,7 @@ import { persistKeyLockingLua, persistLua, readLua } from './lua.generated.js';
 import { resolveRetry, retrying, type RetryPolicy } from './retry.js';
 import { Script, type ScriptCall } from './script.js';
 import type { DriftContext } from './verify.js';
-import { checkId, checkInteger, checkObject, checkRegion, validateSnapshot, type SnapshotInput, type ValidSnapshot } from './validate.js';
+import { checkId, checkInteger, checkNow, checkObject, checkRegion, clockOf, validateSnapshot, type SnapshotInput, type ValidSnapshot } from './validate.js';
 
 export type LatestPolicy = 'monotonic' | 'always';
 
@@ -218,9 +218,6 @@ export function createStore(options: SnapshotStoreOptions, connect: (client: unk
     return persister.runMany(connection, calls, retry, wait);
   }
 
-  const nowOf = (now: number | undefined) => checkInteger('now', now ?? Date.now(), 0);
-  const clock = (at: At | undefined) => nowOf(checkObject('at', at, '{ now? }').now);
-
   function persistCall(s: ValidSnapshot): ScriptCall {
     const keys = [
       schema.timestamp(s.region, s.timestamp),
@@ -260,7 +257,7 @@ export function createStore(options: SnapshotStoreOptions, connect: (client: unk
 
   async function persistMany(snapshots: readonly SnapshotInput[], at?: At): Promise<PromiseSettledResult<PersistResult>[]> {
     if (!Array.isArray(snapshots)) throw new ValidationError('snapshots', 'expected an array');
-    const now = clock(at);
+    const now = clockOf(at);
     const settled: PromiseSettledResult<PersistResult>[] = new Array(snapshots.length);
     const calls: ScriptCall[] = [];
     const slots: number[] = [];
@@ -290,30 +287,30 @@ export function createStore(options: SnapshotStoreOptions, connect: (client: unk
 
   const store: SnapshotStore = {
     async persist(snapshot, at) {
-      const now = clock(at);
+      const now = clockOf(at);
       const call = persistCall(validateSnapshot(snapshot, { now, maxPayloadBytes }));
       const [outcome] = await runPersists([call]);
       return persistResult(outcome!);
     },
     persistMany,
     async readLatest(region, at) {
-      const [found] = await readMany([readCall(checkRegion('region', region), '', clock(at))]);
+      const [found] = await readMany([readCall(checkRegion('region', region), '', clockOf(at))]);
       return found!;
     },
     async readLatestMany(regions, at) {
       if (!Array.isArray(regions)) throw new ValidationError('regions', 'expected an array');
-      const now = clock(at);
+      const now = clockOf(at);
       const calls = regions.map((region, i) => readCall(checkRegion(`regions[${i}]`, region), '', now));
       return calls.length > 0 ? readMany(calls) : [];
     },
     async readById(region, id, at) {
-      const [found] = await readMany([readCall(checkRegion('region', region), checkId('id', id), clock(at))]);
+      const [found] = await readMany([readCall(checkRegion('region', region), checkId('id', id), clockOf(at))]);
       return found!;
     },
     async list(region, listOptions) {
       checkRegion('region', region);
       const options = checkObject('options', listOptions, '{ since?, until?, limit?, now? }');
-      const now = nowOf(options.now);
+      const now = checkNow(options.now);
       const cutoff = now - retentionMs;
       const since = checkInteger('options.since', options.since ?? 0, 0);
       const until = checkInteger('options.until', options.until ?? Number.MAX_SAFE_INTEGER, 0);

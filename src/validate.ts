@@ -61,6 +61,16 @@ export function checkObject<T extends object>(field: string, value: T | undefine
   return value;
 }
 
+/** The caller's `now` (ms since the epoch), checked; the local clock when not given. */
+export function checkNow(now: number | undefined): number {
+  return checkInteger('now', now ?? Date.now(), 0);
+}
+
+/** The `now` of an `{ now? }` argument, checked. */
+export function clockOf(at: { now?: number } | undefined): number {
+  return checkNow(checkObject('at', at, '{ now? }').now);
+}
+
 export function checkInteger(field: string, value: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
     throw new ValidationError(field, `expected an integer from ${min} to ${max}`);
