@@ -100,8 +100,8 @@ export function toSnapshotError(error: unknown): SnapshotError {
   }
   // A script read a key it derives (not in KEYS) of a slot being migrated, and the key is not on
   // this node ("non local key"; newer servers say "rehashing" for a multi-key command there).
-  // persist.lua and read.lua read such keys before their first write, so nothing was written; a
-  // retry runs once the slot settles.
+  // persist.lua and read.lua read such keys before their first write, so nothing was written;
+  // a repair.lua step redoes on a retry what it may have written. A retry runs once the slot settles.
   if (/^(?:Script attempted to access a non local key|Unable to execute command '\w+' in script because undeclared keys were accessed during rehashing)/.test(text)) {
     return new RedisError('TRYAGAIN', text, true);
   }
