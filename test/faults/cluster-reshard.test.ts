@@ -19,7 +19,6 @@
  *
  *   npm test -- 'faults/cluster-reshard'
  */
-import { readFileSync } from 'node:fs';
 import calculateSlot from 'cluster-key-slot';
 import { suite } from '../support/suite.js';
 import * as assert from 'uvu/assert';
@@ -27,7 +26,7 @@ import type { Cluster } from 'ioredis';
 import { createSnapshotStore, keySchemas, type PersistResult, type SnapshotInput, type SnapshotStore, type StoredSnapshot } from '../../src/index.js';
 import { ownerViolations, startCluster, type ClusterNode, type RedisCluster } from '../support/cluster.js';
 import { verify } from '../../src/ops.js';
-import { REGIONS, RETENTION_MS, sleep, until } from '../support/faults.js';
+import { FIXTURE, REGIONS, RETENTION_MS, sleep, until } from '../support/faults.js';
 import { redisImage } from '../support/redis.js';
 
 const DAY = 86_400_000;
@@ -35,7 +34,6 @@ const NOW = Date.now();
 const T = Math.floor((NOW - DAY) / 900_000) * 900_000;
 const schema = keySchemas.cluster;
 // About 40 KB: above the staging threshold, so these persists go as MULTI, SET staging key, EVALSHA, EXEC.
-const fixture = JSON.parse(readFileSync(new URL('../fixtures/regional-snapshot-mena.json', import.meta.url), 'utf8')) as object;
 /** The regions whose slots move, and how often each moves (owner → next primary, round after round). */
 const MOVED = ['mena', 'europe', 'latam', 'global'];
 const ROUNDS = 3;
@@ -135,7 +133,7 @@ test('a half-moved slot: reads follow ASK to the target and never read a payload
   const client: Cluster = cluster.client({ slotsRefreshInterval: 0 });
   const store = createSnapshotStore({ client, keys: { schema: 'cluster' }, retry: RETRY });
   const region = 'north-america';
-  const first: SnapshotInput = { region, id: 'na-1', timestamp: T, payload: { ...fixture, region_id: region } };
+  const first: SnapshotInput = { region, id: 'na-1', timestamp: T, payload: { ...FIXTURE, region_id: region } };
   const sent: SnapshotInput[] = [first];
   assert.is((await store.persist(first, { now: NOW })).status, 'persisted');
   const slot = slotOf(region);
@@ -146,7 +144,7 @@ test('a half-moved slot: reads follow ASK to the target and never read a payload
   await source.admin.call('CLUSTER', 'SETSLOT', String(slot), 'MIGRATING', target.id);
   const [asks, asking, targetStats] = [(await errorstats(cluster)).ASK, await cmdstat(target, 'asking'), await target.admin.info('errorstats')];
 
-  const staged: SnapshotInput = { region, id: 'na-2', timestamp: T + 1, payload: { ...fixture, region_id: region, n: 2 } };
+  const staged: SnapshotInput = { region, id: 'na-2', timestamp: T + 1, payload: { ...FIXTURE, region_id: region, n: 2 } };
   const inline: SnapshotInput = { region, id: 'na-3', timestamp: T + 2, payload: { region_id: region, n: 3 } };
   const other: SnapshotInput = { region: 'south-asia', id: 'sa-1', timestamp: T + 2, payload: { region_id: 'south-asia' } };
   sent.push(staged, inline, other);
@@ -211,7 +209,7 @@ test(`${MOVED.length} regions' slots moved ${ROUNDS} times each under load: 0 re
   let moving: string | undefined;
   const next = (region: string, big: boolean): SnapshotInput => {
     seq += 1;
-    const input = { region, id: `${region}-${seq}`, timestamp: T + seq, payload: big ? { ...fixture, region_id: region, seq } : { region_id: region, seq } };
+    const input = { region, id: `${region}-${seq}`, timestamp: T + seq, payload: big ? { ...FIXTURE, region_id: region, seq } : { region_id: region, seq } };
     sent.push(input);
     return input;
   };

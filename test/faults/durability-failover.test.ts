@@ -15,17 +15,16 @@
  *   FAILOVER_KILLS=20 npm test -- 'faults/durability-failover'   (default 3 kills per mode)
  */
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import calculateSlot from 'cluster-key-slot';
 import { suite } from '../support/suite.js';
 import * as assert from 'uvu/assert';
 import { Redis, type Cluster } from 'ioredis';
-import { createSnapshotStore, keySchemas, RedisError, type SnapshotInput, type SnapshotStore } from '../../src/index.js';
+import { createSnapshotStore, keySchemas, type SnapshotInput, type SnapshotStore } from '../../src/index.js';
 import { verify } from '../../src/ops.js';
 import { persistLua } from '../../src/lua.generated.js';
 import { startCluster, type ClusterNode, type RedisCluster } from '../support/cluster.js';
-import { sleep, until } from '../support/faults.js';
+import { FIXTURE, newFailoverTally, REGIONS, RETENTION_MS, sleep, tallyBatch, tallyLost, until, type Acked, type FailoverTally } from '../support/faults.js';
 import { violations } from '../support/keyspace.js';
 import { redisImage, untilPong } from '../support/redis.js';
 
@@ -36,12 +35,9 @@ const PACE_MS = 150;
 /** How far behind the replica is when its primary is killed. */
 const LAG_MS = 300;
 const DAY = 86_400_000;
-const RETENTION = 90 * DAY;
 const NOW = Date.now();
 const T = Math.floor((NOW - DAY) / 900_000) * 900_000;
-const BASE = ['mena', 'east-asia', 'europe', 'north-america', 'south-asia', 'latam', 'sub-saharan-africa', 'global'];
 const schema = keySchemas.cluster;
-const fixture = JSON.parse(readFileSync(new URL('../fixtures/regional-snapshot-mena.json', import.meta.url), 'utf8')) as object;
 const docker = (...args: string[]) => promisify(execFile)('docker', args);
 
 /**
@@ -138,29 +134,10 @@ async function killOnce(nodes: Nodes, k: number): Promise<{ promotedMs: number; 
   return { promotedMs, rejoinedMs: Date.now() - killedAt };
 }
 
-interface Acked {
-  region: string;
-  id: string;
-  timestamp: number;
-  durable: boolean | undefined;
-}
-
-interface Tally {
+interface Tally extends FailoverTally {
   kills: number;
   seconds: number;
-  attempted: number;
-  acknowledged: number;
-  durable: number;
-  unconfirmed: number;
-  refused: number;
-  lostDurable: number;
-  lostUnconfirmed: number;
-  lost: number;
-  violations: number;
-  replayed: number;
   promotedMs: number[];
-  /** Results other than persisted, replayed or a transient RedisError. */
-  anomalies: string[];
 }
 
 /** Counts the pipelines that carry persist.lua calls, and those that end with exactly one WAIT. */
@@ -197,8 +174,8 @@ function spyPipelines(client: Cluster) {
  */
 async function underFailover(nodes: Nodes, store: SnapshotStore, tag: string, kills: number): Promise<Tally> {
   const started = Date.now();
-  const tally: Tally = { kills, seconds: 0, attempted: 0, acknowledged: 0, durable: 0, unconfirmed: 0, refused: 0, lostDurable: 0, lostUnconfirmed: 0, lost: 0, violations: 0, replayed: 0, promotedMs: [], anomalies: [] };
-  const regionsOf = (phase: number) => BASE.map((r) => `${r}-${tag}${phase}`);
+  const tally: Tally = { ...newFailoverTally(), kills, seconds: 0, promotedMs: [] };
+  const regionsOf = (phase: number) => REGIONS.map((r) => `${r}-${tag}${phase}`);
   const acked: Acked[][] = [];
   const inFlight: number[] = [];
   let phase = 0;
@@ -210,26 +187,9 @@ async function underFailover(nodes: Nodes, store: SnapshotStore, tag: string, ki
       inFlight[p] = (inFlight[p] ?? 0) + 1;
       const batch: SnapshotInput[] = regionsOf(p).map((region) => {
         seq += 1;
-        return { region, id: `w${w}-${seq}`, timestamp: T + seq, payload: { ...fixture, region_id: region, seq } };
+        return { region, id: `w${w}-${seq}`, timestamp: T + seq, payload: { ...FIXTURE, region_id: region, seq } };
       });
-      const results = await store.persistMany(batch, { now: NOW });
-      tally.attempted += batch.length;
-      results.forEach((result, i) => {
-        if (result.status === 'fulfilled') {
-          // replayed: a retry after a lost reply found it stored.
-          if (result.value.status !== 'persisted' && result.value.status !== 'replayed') tally.anomalies.push(`status ${result.value.status}`);
-          if (result.value.status === 'replayed') tally.replayed += 1;
-          tally.acknowledged += 1;
-          if (result.value.durable === true) tally.durable += 1;
-          if (result.value.durable === false) tally.unconfirmed += 1;
-          (acked[p] ??= []).push({ region: batch[i]!.region, id: batch[i]!.id, timestamp: batch[i]!.timestamp, durable: result.value.durable });
-        } else {
-          tally.refused += 1;
-          // Only transient failures, typed, after the retries ran out.
-          const reason = result.reason as Error;
-          if (!(reason instanceof RedisError && reason.transient)) tally.anomalies.push(`refused: ${reason.name}: ${reason.message}`);
-        }
-      });
+      (acked[p] ??= []).push(...tallyBatch(tally, batch, await store.persistMany(batch, { now: NOW })));
       inFlight[p]! -= 1;
       await sleep(PACE_MS); // the same offered load with and without durability
     }
@@ -240,20 +200,10 @@ async function underFailover(nodes: Nodes, store: SnapshotStore, tag: string, ki
     await until('a healthy cluster', () => nodes.healthy());
     for (const region of regionsOf(p)) {
       const owner = nodes.admin(await nodes.owner(schema.index(region)));
-      const members = new Map<string, string>();
-      const flat = await owner.zrange(schema.index(region), 0, -1, 'WITHSCORES');
-      for (let i = 0; i < flat.length; i += 2) members.set(flat[i]!, flat[i + 1]!);
-      const mine = (acked[p] ?? []).filter((a) => a.region === region);
-      const present = await Promise.all(mine.map((a) => owner.exists(schema.byId(region, a.id))));
       // Lost: acknowledged, and not indexed with its timestamp or without its payload now.
-      mine.forEach((a, i) => {
-        if (members.get(a.id) === String(a.timestamp) && present[i] === 1) return;
-        tally.lost += 1;
-        if (a.durable === true) tally.lostDurable += 1;
-        if (a.durable === false) tally.lostUnconfirmed += 1;
-      });
+      await tallyLost(tally, owner, schema, region, acked[p] ?? []);
       const { findings } = await verify(store, region, { now: NOW });
-      const own = await violations(owner, { regions: [region], now: NOW, retentionMs: RETENTION, schema });
+      const own = await violations(owner, { regions: [region], now: NOW, retentionMs: RETENTION_MS, schema });
       tally.violations += findings.length + own.length;
       if (findings.length + own.length > 0) console.log(`violations in ${region}:`, findings, own);
       const keys = await owner.keys(`*{${region}}*`);

@@ -7,27 +7,23 @@
  * and lost (must be 0), unconfirmed (and lost), refused, and invariant violations (must be 0).
  */
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { GenericContainer, type StartedTestContainer } from 'testcontainers';
 import { suite } from '../support/suite.js';
 import * as assert from 'uvu/assert';
 import { Redis } from 'ioredis';
-import { createSnapshotStore, keySchemas, RedisError, type SnapshotInput, type SnapshotStoreOptions } from '../../src/index.js';
+import { createSnapshotStore, keySchemas, type SnapshotInput, type SnapshotStoreOptions } from '../../src/index.js';
 import { verify } from '../../src/ops.js';
-import { sleep, until } from '../support/faults.js';
+import { FIXTURE, newFailoverTally, REGIONS, RETENTION_MS, sleep, tallyBatch, tallyLost, until, type Acked, type FailoverTally } from '../support/faults.js';
 import { violations } from '../support/keyspace.js';
 import { answersPing, freePort, redisImage, redisServerBin, startRedis, type RedisServer } from '../support/redis.js';
 
 const DAY = 86_400_000;
-const RETENTION = 90 * DAY;
 const NOW = Date.now();
 const T = Math.floor((NOW - DAY) / 900_000) * 900_000;
-const REGIONS = ['mena', 'east-asia', 'europe', 'north-america', 'south-asia', 'latam', 'sub-saharan-africa', 'global'];
 const schema = keySchemas['worldmonitor-v1'];
 const LAG_MS = 300;
 const PACE_MS = 150;
-const fixture = JSON.parse(readFileSync(new URL('../fixtures/regional-snapshot-mena.json', import.meta.url), 'utf8')) as object;
 const docker = (...args: string[]) => promisify(execFile)('docker', args);
 
 interface Setup {
@@ -69,49 +65,25 @@ async function stopSetup(s: Setup | undefined): Promise<void> {
   await s.primary.stop().catch(() => {});
 }
 
-interface Tally {
-  attempted: number;
-  acknowledged: number;
-  durable: number;
-  unconfirmed: number;
-  refused: number;
-  lost: number;
-  lostDurable: number;
-  lostUnconfirmed: number;
-  violations: number;
+interface Tally extends FailoverTally {
   promotedMs: number;
-  anomalies: string[];
 }
 
 async function underSentinelFailover(s: Setup, durability: SnapshotStoreOptions['durability'] | undefined): Promise<Tally> {
   const client = new Redis({ sentinels: [{ host: '127.0.0.1', port: s.sentinelPort }], name: 'main' });
   client.on('error', () => {});
   const store = createSnapshotStore({ client, ...(durability && { durability }) });
-  const tally: Tally = { attempted: 0, acknowledged: 0, durable: 0, unconfirmed: 0, refused: 0, lost: 0, lostDurable: 0, lostUnconfirmed: 0, violations: 0, promotedMs: 0, anomalies: [] };
-  const acked: Array<{ region: string; id: string; timestamp: number; durable: boolean | undefined }> = [];
+  const tally: Tally = { ...newFailoverTally(), promotedMs: 0 };
+  const acked: Acked[] = [];
   let seq = 0;
   let running = true;
   const worker = async (w: number) => {
     while (running) {
       const batch: SnapshotInput[] = REGIONS.map((region) => {
         seq += 1;
-        return { region, id: `w${w}-${seq}`, timestamp: T + seq, payload: { ...fixture, region_id: region, seq } };
+        return { region, id: `w${w}-${seq}`, timestamp: T + seq, payload: { ...FIXTURE, region_id: region, seq } };
       });
-      const results = await store.persistMany(batch, { now: NOW });
-      tally.attempted += batch.length;
-      results.forEach((result, i) => {
-        if (result.status === 'fulfilled') {
-          if (result.value.status !== 'persisted' && result.value.status !== 'replayed') tally.anomalies.push(`status ${result.value.status}`);
-          tally.acknowledged += 1;
-          if (result.value.durable === true) tally.durable += 1;
-          if (result.value.durable === false) tally.unconfirmed += 1;
-          acked.push({ region: batch[i]!.region, id: batch[i]!.id, timestamp: batch[i]!.timestamp, durable: result.value.durable });
-        } else {
-          tally.refused += 1;
-          const reason = result.reason as Error;
-          if (!(reason instanceof RedisError && reason.transient)) tally.anomalies.push(`refused: ${reason.name}: ${reason.message}`);
-        }
-      });
+      acked.push(...tallyBatch(tally, batch, await store.persistMany(batch, { now: NOW })));
       await sleep(PACE_MS);
     }
   };
@@ -134,17 +106,9 @@ async function underSentinelFailover(s: Setup, durability: SnapshotStoreOptions[
     await load;
   }
   for (const region of REGIONS) {
-    const members = new Map<string, string>();
-    const flat = await replicaAdmin.zrange(schema.index(region), 0, -1, 'WITHSCORES');
-    for (let i = 0; i < flat.length; i += 2) members.set(flat[i]!, flat[i + 1]!);
-    for (const a of acked.filter((x) => x.region === region)) {
-      if (members.get(a.id) === String(a.timestamp) && (await replicaAdmin.exists(schema.byId(region, a.id))) === 1) continue;
-      tally.lost += 1;
-      if (a.durable === true) tally.lostDurable += 1;
-      if (a.durable === false) tally.lostUnconfirmed += 1;
-    }
+    await tallyLost(tally, replicaAdmin, schema, region, acked);
     const { findings } = await verify(store, region, { now: NOW });
-    const own = await violations(replicaAdmin, { regions: [region], now: NOW, retentionMs: RETENTION });
+    const own = await violations(replicaAdmin, { regions: [region], now: NOW, retentionMs: RETENTION_MS });
     tally.violations += findings.length + own.length;
   }
   client.disconnect();

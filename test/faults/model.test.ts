@@ -39,13 +39,13 @@
  */
 import { suite } from '../support/suite.js';
 import * as assert from 'uvu/assert';
-import { readFileSync } from 'node:fs';
 import { isDeepStrictEqual as isEqual } from 'node:util';
 import fc, { type AsyncCommand } from 'fast-check';
 import type { Redis } from 'ioredis';
 import { createSnapshotStore, keySchemas, ScriptRefusedError, type SnapshotInput, type SnapshotStore } from '../../src/index.js';
 import { checkInvariants } from '../support/checker.js';
 import { clientKinds, ioredisKind, type ClientKind } from '../support/clients.js';
+import { FIXTURE } from '../support/faults.js';
 import { legacyCommands } from '../support/legacy.js';
 import { generatedAt, SnapshotModel, type KeyEntry, type PersistOutcome } from '../support/model.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
@@ -64,8 +64,6 @@ const REGIONS = ['mena', 'europe', 'global'] as const;
 const SUFFIXES = ['A', 'B', 'a', 'b', 'a.1', 'a-1', 'a_1', '9', 'aa'] as const;
 const TRIGGERS = ['scheduled_6h', 'manual', undefined] as const;
 const NUM_RUNS = Number(process.env.FC_RUNS ?? 30);
-/** A realistic payload: the seeder's mena snapshot, about 40 KB of JSON. */
-const FIXTURE = JSON.parse(readFileSync(new URL('../fixtures/regional-snapshot-mena.json', import.meta.url), 'utf8')) as Record<string, unknown>;
 
 interface Config {
   name: string;

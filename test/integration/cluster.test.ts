@@ -3,7 +3,6 @@
  * 'cluster' key schema, including a primary killed under load. Keys are read back from the node
  * that owns them, with plain commands.
  */
-import { readFileSync } from 'node:fs';
 import calculateSlot from 'cluster-key-slot';
 import { suite } from '../support/suite.js';
 import * as assert from 'uvu/assert';
@@ -11,16 +10,13 @@ import type { Cluster } from 'ioredis';
 import { createSnapshotStore, keySchemas, RedisError, ValidationError, type PersistResult, type SnapshotInput, type SnapshotStore } from '../../src/index.js';
 import { persistLua } from '../../src/lua.generated.js';
 import { ownerViolations, startCluster, type RedisCluster } from '../support/cluster.js';
+import { FIXTURE, REGIONS, RETENTION_MS } from '../support/faults.js';
 import { redisImage } from '../support/redis.js';
 
 const DAY = 86_400_000;
-const RETENTION = 90 * DAY;
 const NOW = Date.now();
 const T = Math.floor((NOW - DAY) / 900_000) * 900_000;
-const REGIONS = ['mena', 'east-asia', 'europe', 'north-america', 'south-asia', 'latam', 'sub-saharan-africa', 'global'];
 const schema = keySchemas.cluster;
-// About 40 KB: above the staging threshold, so persists go as MULTI, SET staging key, EVALSHA, EXEC.
-const fixture = JSON.parse(readFileSync(new URL('../fixtures/regional-snapshot-mena.json', import.meta.url), 'utf8')) as object;
 
 function snap(region: string, id: string, timestamp: number, trigger?: string): SnapshotInput {
   const input: SnapshotInput = { region, id, timestamp, payload: { region_id: region, id, generated_at: timestamp } };
@@ -46,7 +42,7 @@ function spyPipelines(client: Cluster) {
 }
 
 /** A staged persist cut by a failover may leave a staging key, bounded to 1 s. */
-const clusterViolations = (cluster: RedisCluster) => ownerViolations(cluster, REGIONS, { retentionMs: RETENTION, now: NOW, stagingAllowed: true });
+const clusterViolations = (cluster: RedisCluster) => ownerViolations(cluster, REGIONS, { retentionMs: RETENTION_MS, now: NOW, stagingAllowed: true });
 
 /** Resolves once a client on `node` is held by CLIENT PAUSE WRITE (its write command arrived). */
 async function waitForPausedWrite(node: { admin: { call(...args: string[]): Promise<unknown> } }): Promise<void> {
@@ -105,7 +101,7 @@ test('persistMany of 8 regions: one pipeline per primary, each region stored on 
     const { admin } = await cluster.primaryFor(schema.index(region));
     assert.is(await admin.get(schema.latest(region)), `${region}-1`);
     assert.equal(await admin.zrange(schema.index(region), 0, -1, 'WITHSCORES'), [`${region}-1`, String(T)]);
-    assert.is(await admin.pexpiretime(schema.byId(region, `${region}-1`)), T + RETENTION);
+    assert.is(await admin.pexpiretime(schema.byId(region, `${region}-1`)), T + RETENTION_MS);
     assert.is(await admin.get(schema.dedup(region, 'scheduled_6h', Math.floor(T / 900_000))), `${region}-1`);
   }
   assert.equal(await clusterViolations(cluster), []);
@@ -170,7 +166,7 @@ test('failover: a primary killed under load, its replica promoted, persists go o
     const batch = REGIONS.map((r, i) => {
       const input = snap(r, `${r}-f${round}`, T + 3_600_000 + round * 1000);
       // Half the regions carry a realistic payload (staged), half a small one (inline).
-      return i % 2 === 0 ? { ...input, payload: { ...fixture, region_id: r } } : input;
+      return i % 2 === 0 ? { ...input, payload: { ...FIXTURE, region_id: r } } : input;
     });
     let results: PromiseSettledResult<PersistResult>[];
     if (round === 5) {

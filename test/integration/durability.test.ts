@@ -5,29 +5,25 @@
  * server has it and a typed error before any write where it does not, Upstash refused.
  */
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { suite } from '../support/suite.js';
 import * as assert from 'uvu/assert';
 import { Redis as IoRedis, type Redis } from 'ioredis';
 import { Redis as Upstash } from '@upstash/redis';
 import { createSnapshotStore, keySchemas, RedisError, ValidationError, type SnapshotInput, type SnapshotStoreOptions } from '../../src/index.js';
+import { FIXTURE, REGIONS, RETENTION_MS, sleep } from '../support/faults.js';
 import { violations } from '../support/keyspace.js';
 import { redisImage, startRedis, type RedisServer } from '../support/redis.js';
 
 const DAY = 86_400_000;
-const RETENTION = 90 * DAY;
 const NOW = Date.now();
 const T = Math.floor((NOW - DAY) / 900_000) * 900_000;
-const REGIONS = ['mena', 'east-asia', 'europe', 'north-america', 'south-asia', 'latam', 'sub-saharan-africa', 'global'];
 const schema = keySchemas['worldmonitor-v1'];
-const fixture = JSON.parse(readFileSync(new URL('../fixtures/regional-snapshot-mena.json', import.meta.url), 'utf8')) as object;
 const docker = (...args: string[]) => promisify(execFile)('docker', args);
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** Small payloads unless `large`: the case where a replay would otherwise write nothing. */
 function snap(region: string, id: string, timestamp: number, large = false): SnapshotInput {
-  return { region, id, timestamp, payload: large ? { ...fixture, region_id: region, id } : { region_id: region, id, generated_at: timestamp } };
+  return { region, id, timestamp, payload: large ? { ...FIXTURE, region_id: region, id } : { region_id: region, id, generated_at: timestamp } };
 }
 
 /** The keys a persisted snapshot must have, read on `admin` (primary or replica). */
@@ -176,7 +172,7 @@ test('replica up: persist resolves durable: true and the replica holds every key
     assert.ok(await stored(replicaAdmin, 'mena', id, t), `${id} not on the replica`);
     assert.is(await replicaAdmin.get(schema.latest('mena')), id);
   }
-  assert.equal(await violations(replicaAdmin, { regions: ['mena'], now: NOW, retentionMs: RETENTION }), []);
+  assert.equal(await violations(replicaAdmin, { regions: ['mena'], now: NOW, retentionMs: RETENTION_MS }), []);
 });
 
 test('persistMany: one WAIT for the whole batch, every result durable, every region on the replica', async ({ primary, admin, replicaAdmin }) => {
@@ -189,7 +185,7 @@ test('persistMany: one WAIT for the whole batch, every result durable, every reg
   const after = Number(/cmdstat_wait:calls=(\d+)/.exec(await admin.info('commandstats'))?.[1]);
   assert.is(after - before, 1);
   for (const r of REGIONS) assert.ok(await stored(replicaAdmin, r, `${r}-1`, T), r);
-  assert.equal(await violations(replicaAdmin, { regions: REGIONS, now: NOW, retentionMs: RETENTION }), []);
+  assert.equal(await violations(replicaAdmin, { regions: REGIONS, now: NOW, retentionMs: RETENTION_MS }), []);
 });
 
 test('replica stopped: durable: false within timeoutMs, never a rejection, the data on the primary; a retry replays', async ({ primary, replica, admin, replicaAdmin }) => {
@@ -212,7 +208,7 @@ test('replica stopped: durable: false within timeoutMs, never a rejection, the d
   // Once the replica is back, the same retry replays and is confirmed; the replica has it all.
   assert.equal(await store.persist(snap('mena', 'm-1', T, true), { now: NOW }), { status: 'replayed', latestAdvanced: false, pruned: 0, durable: true });
   assert.ok(await stored(replicaAdmin, 'mena', 'm-1', T));
-  assert.equal(await violations(admin, { regions: ['mena', 'europe', 'latam'], now: NOW, retentionMs: RETENTION }), []);
+  assert.equal(await violations(admin, { regions: ['mena', 'europe', 'latam'], now: NOW, retentionMs: RETENTION_MS }), []);
 });
 
 test('a replay on a new connection is not confirmed by writes that connection never made', async ({ primary, replica, admin }) => {

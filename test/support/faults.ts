@@ -1,5 +1,6 @@
+import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
-import type { SnapshotInput } from '../../src/index.js';
+import { RedisError, type KeySchema, type PersistResult, type SnapshotInput } from '../../src/index.js';
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -16,6 +17,9 @@ export const REGIONS = ['mena', 'east-asia', 'europe', 'north-america', 'south-a
 
 /** The store's default retention, which the invariant checker needs to know. */
 export const RETENTION_MS = 90 * 86_400_000;
+
+/** The seeder's mena snapshot (test/fixtures), about 40 KB of JSON: a realistic payload, staged by default. */
+export const FIXTURE = JSON.parse(readFileSync(new URL('../fixtures/regional-snapshot-mena.json', import.meta.url), 'utf8')) as Record<string, unknown>;
 
 /** A snapshot of about `bytes` bytes of JSON: small enough to sweep every byte of a request. */
 export function snapshotOf(region: string, id: string, timestamp: number, bytes = 1024, trigger?: string): SnapshotInput {
@@ -67,3 +71,68 @@ export async function awaitClients(admin: Redis, count: number): Promise<void> {
   }
 }
 
+
+/** What a load under failover counts of its persists. */
+export interface FailoverTally {
+  attempted: number;
+  acknowledged: number;
+  /** Acknowledged as replayed: a retry after a lost reply found the snapshot stored. */
+  replayed: number;
+  durable: number;
+  unconfirmed: number;
+  refused: number;
+  lost: number;
+  lostDurable: number;
+  lostUnconfirmed: number;
+  violations: number;
+  /** Results other than persisted, replayed or a transient RedisError. */
+  anomalies: string[];
+}
+
+export const newFailoverTally = (): FailoverTally => ({ attempted: 0, acknowledged: 0, replayed: 0, durable: 0, unconfirmed: 0, refused: 0, lost: 0, lostDurable: 0, lostUnconfirmed: 0, violations: 0, anomalies: [] });
+
+/** An acknowledged persist, and whether it was confirmed durable. */
+export interface Acked {
+  region: string;
+  id: string;
+  timestamp: number;
+  durable: boolean | undefined;
+}
+
+/** Counts one persistMany's results into `tally`; returns the persists it acknowledged. */
+export function tallyBatch(tally: FailoverTally, batch: readonly SnapshotInput[], results: ReadonlyArray<PromiseSettledResult<PersistResult>>): Acked[] {
+  tally.attempted += batch.length;
+  const acked: Acked[] = [];
+  results.forEach((result, i) => {
+    if (result.status === 'fulfilled') {
+      const { status, durable } = result.value;
+      if (status !== 'persisted' && status !== 'replayed') tally.anomalies.push(`status ${status}`);
+      if (status === 'replayed') tally.replayed += 1;
+      tally.acknowledged += 1;
+      if (durable === true) tally.durable += 1;
+      if (durable === false) tally.unconfirmed += 1;
+      acked.push({ region: batch[i]!.region, id: batch[i]!.id, timestamp: batch[i]!.timestamp, durable });
+    } else {
+      tally.refused += 1;
+      // Only transient failures, typed, after the retries ran out.
+      const reason = result.reason as Error;
+      if (!(reason instanceof RedisError && reason.transient)) tally.anomalies.push(`refused: ${reason.name}: ${reason.message}`);
+    }
+  });
+  return acked;
+}
+
+/** Counts as lost each of `acked` (persists of `region`) that `node` does not hold indexed with its timestamp and its payload. */
+export async function tallyLost(tally: FailoverTally, node: Redis, schema: KeySchema, region: string, acked: readonly Acked[]): Promise<void> {
+  const members = new Map<string, string>();
+  const flat = await node.zrange(schema.index(region), 0, -1, 'WITHSCORES');
+  for (let i = 0; i < flat.length; i += 2) members.set(flat[i]!, flat[i + 1]!);
+  const mine = acked.filter((a) => a.region === region);
+  const present = await Promise.all(mine.map((a) => node.exists(schema.byId(region, a.id))));
+  mine.forEach((a, i) => {
+    if (members.get(a.id) === String(a.timestamp) && present[i] === 1) return;
+    tally.lost += 1;
+    if (a.durable === true) tally.lostDurable += 1;
+    if (a.durable === false) tally.lostUnconfirmed += 1;
+  });
+}
